@@ -1,0 +1,45 @@
+# Two commands for a fresh machine:  make demo  |  make test
+# Users on GPU hosts can choose their torch build, e.g.
+#   make demo TORCH="torch --index-url https://download.pytorch.org/whl/cu124"
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TORCH ?= torch==2.13.0
+DEBIAN_PACKAGES := libportaudio2
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test setup system-packages lint bench clean
+
+demo: setup
+	$(BIN)/python main.py inspect presets/demo.toml --plot outputs/demo/schedules.png
+
+test: system-packages setup
+	$(BIN)/python -m pytest
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e ".[test]"
+	touch $(STAMP)
+
+# Debian packages the code needs (PortAudio for sounddevice); installed when missing.
+system-packages:
+	@command -v dpkg >/dev/null || { echo "not Debian: install $(DEBIAN_PACKAGES) with your package manager"; exit 0; }; \
+	missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		sudo=""; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+		echo "installing Debian packages:$$missing"; \
+		$$sudo apt-get update -qq && $$sudo apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+lint: setup
+	$(BIN)/ruff check .
+
+bench: setup
+	$(BIN)/python bench/schedules.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis outputs

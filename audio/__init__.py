@@ -1,0 +1,1 @@
+"""Audio: Butterworth bandpass envelopes, beats and onsets as schedule variables (audio issue)."""

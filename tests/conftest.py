@@ -1,0 +1,66 @@
+"""Test setup: no network, offline model hubs, deterministic threads."""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".numba-cache"))
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+class NetworkBlocked(RuntimeError):
+    pass
+
+
+_connect = socket.socket.connect
+
+
+def _guarded_connect(self: socket.socket, address, *args, **kwargs):
+    if self.family == socket.AF_UNIX:
+        return _connect(self, address, *args, **kwargs)
+    raise NetworkBlocked(f"tests may not open network connections (tried {address!r})")
+
+
+def _guarded_getaddrinfo(*args, **kwargs):
+    raise NetworkBlocked(f"tests may not resolve host names (tried {args[:2]!r})")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_network():
+    """Every test runs offline: only Unix sockets may connect."""
+    original = socket.getaddrinfo
+    socket.socket.connect = _guarded_connect
+    socket.getaddrinfo = _guarded_getaddrinfo
+    yield
+    socket.socket.connect = _connect
+    socket.getaddrinfo = original
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    return DATA
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 60):
+    """Run ``main.py`` in a real subprocess; returns the CompletedProcess."""
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd or ROOT,
+        env=env,
+        timeout=timeout,
+    )
