@@ -1,0 +1,168 @@
+"""Compile a run before its first frame: every schedule and prompt weight becomes per-frame data.
+
+``compile_plan`` reads :class:`Settings`, compiles every schedule field, text schedule and
+prompt, and reports every problem at once (an :class:`ErrorGroup`), each naming its field.
+Audio envelopes arrive as named arrays; without them the audio names read as zeros.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from engine.errors import DriftwaveError, ErrorGroup, ScheduleError, notify
+from engine.prompts import PromptOptions, PromptSchedule, compile_prompts
+from engine.samplers import SAMPLERS, canonical_sampler
+from engine.schedule import Schedule, TextSchedule, Timeline, compile_schedule, compile_text_schedule
+from engine.settings import Settings, fields_of_kind
+
+AUDIO_BUILTINS = ("amp", "onset", "beat", "bpm")  # provided by the audio module
+
+
+@dataclass
+class Plan:
+    """Everything the render loop reads per frame, computed up front."""
+
+    settings: Settings
+    timeline: Timeline
+    schedules: dict[str, Schedule] = field(default_factory=dict)
+    values: dict[str, np.ndarray] = field(default_factory=dict)  # "motion.zoom" -> one value per frame
+    text_schedules: dict[str, TextSchedule] = field(default_factory=dict)
+    prompts: PromptSchedule | None = None
+    still_prompts: PromptSchedule | None = None
+
+
+def audio_names(settings: Settings) -> set[str]:
+    """Variables the audio module provides for these settings."""
+    return set(AUDIO_BUILTINS) | {audio_filter.name for audio_filter in settings.audio.filters}
+
+
+def timeline_of(settings: Settings, *, bpm: float | None = None, seed: int | None = None) -> Timeline:
+    """The timeline schedules are compiled against (``bpm``: detected tempo, if any)."""
+    tempo = settings.audio.bpm or bpm or None
+    return Timeline(
+        frames=settings.animation.max_frames,
+        fps=settings.animation.fps,
+        bpm=tempo,
+        seed=settings.sampling.seed if seed is None else seed,
+    )
+
+
+def compile_plan(
+    settings: Settings,
+    variables: Mapping[str, np.ndarray | float] | None = None,
+    *,
+    timeline: Timeline | None = None,
+) -> Plan:
+    """Compile and evaluate all schedules and prompts; raise every problem found."""
+    timeline = timeline or timeline_of(settings)
+    names = audio_names(settings)
+    blend = settings.animation.blend
+    scope = {name: np.zeros(timeline.frames) for name in names} | {"bpm": float(timeline.bpm or 0.0)}
+    scope.update(variables or {})
+    plan = Plan(settings, timeline)
+    problems: list[DriftwaveError] = []
+
+    def attempt(path: str, work) -> None:
+        try:
+            work()
+        except ErrorGroup as group:
+            problems.extend(error.located(field=path) for error in group.errors)
+        except DriftwaveError as error:
+            problems.append(error.located(field=path))
+
+    for group, name in fields_of_kind("schedule"):
+        path = f"{group}.{name}"
+        text = getattr(getattr(settings, group), name)
+
+        def compile_one(path: str = path, text: str = text) -> None:
+            schedule = compile_schedule(text, timeline, names=names, blend=blend, field=path)
+            plan.schedules[path] = schedule
+            plan.values[path] = schedule.evaluate(scope)
+
+        attempt(path, compile_one)
+    for group, name in fields_of_kind("text_schedule"):
+        path = f"{group}.{name}"
+        text = getattr(getattr(settings, group), name)
+        attempt(
+            path,
+            lambda path=path, text=text: plan.text_schedules.__setitem__(
+                path, compile_text_schedule(text, timeline, blend=blend, field=path)
+            ),
+        )
+    if "sampling.sampler_schedule" in plan.text_schedules:
+        attempt("sampling.sampler_schedule", lambda: _check_samplers(plan.text_schedules["sampling.sampler_schedule"]))
+    prompting = settings.prompting
+    options = PromptOptions(
+        prompting.scene_prefix, prompting.scene_suffix, prompting.negative_prompt, prompting.prompt_blend_frames
+    )
+    attempt(
+        "prompts",
+        lambda: setattr(
+            plan, "prompts", compile_prompts(settings.prompts, timeline, names=names, options=options, blend=blend)
+        ),
+    )
+    stills = {str(index): text for index, text in enumerate(prompting.still_prompts)}
+    if stills:
+        attempt(
+            "prompting.still_prompts",
+            lambda: setattr(
+                plan,
+                "still_prompts",
+                compile_prompts(
+                    stills,
+                    Timeline(len(stills), timeline.fps, timeline.bpm, timeline.seed),
+                    names=names,
+                    options=PromptOptions(prompting.scene_prefix, prompting.scene_suffix, prompting.negative_prompt, 0),
+                    field="prompting.still_prompts",
+                ),
+            ),
+        )
+    if problems:
+        raise problems[0] if len(problems) == 1 else ErrorGroup(problems)
+    silent = sorted(_names_used(plan) & names - set(variables or {}) - {"bpm"})
+    if silent:
+        notify(f"no audio is loaded, so {', '.join(silent)} read as 0 on every frame")
+    return plan
+
+
+def switched_off(settings: Settings) -> set[str]:
+    """Schedule fields whose enable switch (or mode) is off: compiled, but not used."""
+    sampling, off = settings.sampling, set()
+    if settings.batch.seed_behavior != "schedule":
+        off.add("batch.seed_schedule")
+    if not sampling.enable_steps_scheduling:
+        off.add("sampling.steps_schedule")
+    if not sampling.enable_sampler_scheduling:
+        off.add("sampling.sampler_schedule")
+    if not sampling.enable_checkpoint_scheduling:
+        off.add("sampling.checkpoint_schedule")
+    if not sampling.enable_subseed_scheduling:
+        off |= {"sampling.subseed_schedule", "sampling.subseed_strength_schedule"}
+    if not settings.motion.enable_perspective_flip:
+        off |= {f"motion.perspective_flip_{part}" for part in ("theta", "phi", "gamma", "fv")}
+    return off
+
+
+def _names_used(plan: Plan) -> set[str]:
+    used = set().union(*(schedule.names for schedule in plan.schedules.values()))
+    for prompts in (plan.prompts, plan.still_prompts):
+        for key in prompts.keys if prompts else ():
+            for sub in key.scene.subprompts():
+                for expression in (*sub.weight.expressions, *(e for c in sub.chunks for e in c.weight.expressions)):
+                    used |= expression.names
+    return used
+
+
+def _check_samplers(schedule: TextSchedule) -> None:
+    for _, name in schedule.keys:
+        if canonical_sampler(name) is None:
+            raise ScheduleError(
+                f"unknown sampler {name!r}",
+                field=schedule.field,
+                source=schedule.source,
+                offset=max(schedule.source.find(name), 0),
+                hint=f"samplers: {', '.join(SAMPLERS)}",
+            )

@@ -1,0 +1,519 @@
+"""Every setting of a Driftwave run: one pydantic model, the single source of truth.
+
+Groups follow the seeds' sections (animation, motion, sampling, coherence, ...). Field names
+are Deforum's, unique across groups, so ``--set zoom=...`` and the Deforum import find a field
+by its name alone. Defaults are those Deforum's A1111 extension ships. Schedule fields hold
+schedule text (see :mod:`engine.schedule`); their json schema carries ``kind = "schedule"``.
+Presets (TOML) live in :mod:`engine.presets`; expressions are checked in :mod:`engine.plan`.
+"""
+
+from __future__ import annotations
+
+import keyword
+import typing
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from engine.errors import notify
+from engine.expression import CONSTANTS, FUNCTIONS
+from engine.samplers import SAMPLERS, canonical_sampler
+
+
+def _schedule_text(value: Any) -> Any:
+    """A schedule may be written as a bare number in TOML: ``zoom = 1.02``."""
+    if isinstance(value, bool):
+        return value  # let the str check reject it
+    return repr(value) if isinstance(value, int | float) else value
+
+
+ScheduleText = Annotated[str, BeforeValidator(_schedule_text)]
+
+
+def schedule(default: str, description: str) -> Any:
+    """A numeric schedule field (tweened per frame)."""
+    return Field(default, description=description, json_schema_extra={"kind": "schedule"})
+
+
+def text_schedule(default: str, description: str) -> Any:
+    """A schedule of quoted names (sampler, checkpoint), held from keyframe to keyframe."""
+    return Field(default, description=description, json_schema_extra={"kind": "text_schedule"})
+
+
+def path(default: str, description: str) -> Any:
+    """A file or folder; relative paths in a preset are relative to the preset's folder."""
+    return Field(default, description=description, json_schema_extra={"kind": "path"})
+
+
+def literal_choices(annotation: Any) -> tuple | None:
+    if typing.get_origin(annotation) is Literal:
+        return typing.get_args(annotation)
+    return None
+
+
+class Group(BaseModel):
+    """A section of the settings (a TOML table). Unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, validate_default=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _match_choices(cls, data: Any) -> Any:
+        """Accept choices in any letter case: ``"lab"`` is ``"LAB"``."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for name, value in data.items():
+            field = cls.model_fields.get(name)
+            choices = literal_choices(field.annotation) if field else None
+            if choices and isinstance(value, str):
+                folded = {str(choice).casefold(): choice for choice in choices}
+                data[name] = folded.get(value.strip().casefold(), value)
+        return data
+
+
+class AnimationSettings(Group):
+    animation_mode: Literal["None", "2D", "3D", "Video Input", "Interpolation"] = Field(
+        "2D",
+        description="None renders stills; 2D/3D move the canvas; Video Input restyles a video; "
+        "Interpolation blends between the keyed prompts",
+    )
+    max_frames: int = Field(120, ge=1, description="number of frames to render (2D/3D)")
+    fps: float = Field(15, gt=0, le=240, description="frames per second of the video; `s` and `2.5s` keyframes use it")
+    border: Literal["replicate", "wrap"] = Field(
+        "replicate",
+        description="how 2D motion fills pixels that come in from the edge: replicate the edge or wrap around",
+    )
+    blend: Literal["tween", "hold"] = Field(
+        "tween",
+        description="tween: expressions cross-fade between keyframes; hold: each expression alone until "
+        "the next keyframe, as Deforum renders (set by the Deforum import)",
+    )
+
+
+class MotionSettings(Group):
+    angle: ScheduleText = schedule("0:(0)", "2D: degrees per frame; positive turns the image counter-clockwise")
+    zoom: ScheduleText = schedule(
+        "0:(1.0025+0.002*sin(1.25*3.14*t/30))", "2D: scale per frame; 1 is still, above 1 zooms in"
+    )
+    translation_x: ScheduleText = schedule("0:(0)", "pixels per frame left/right (2D) or camera units (3D)")
+    translation_y: ScheduleText = schedule("0:(0)", "pixels per frame up/down (2D) or camera units (3D)")
+    translation_z: ScheduleText = schedule("0:(1.75)", "3D: camera units per frame towards the view (speed set by fov)")
+    transform_center_x: ScheduleText = schedule("0:(0.5)", "2D: x of the rotation/zoom centre, 0..1 of the width")
+    transform_center_y: ScheduleText = schedule("0:(0.5)", "2D: y of the rotation/zoom centre, 0..1 of the height")
+    rotation_3d_x: ScheduleText = schedule("0:(0)", "3D: degrees per frame of pitch (tilt up/down)")
+    rotation_3d_y: ScheduleText = schedule("0:(0)", "3D: degrees per frame of yaw (pan left/right)")
+    rotation_3d_z: ScheduleText = schedule("0:(0)", "3D: degrees per frame of roll")
+    enable_perspective_flip: bool = Field(False, description="2D: fake 3D with a perspective warp (theta/phi/gamma/fv)")
+    perspective_flip_theta: ScheduleText = schedule("0:(0)", "perspective flip: roll angle")
+    perspective_flip_phi: ScheduleText = schedule("0:(0)", "perspective flip: tilt angle")
+    perspective_flip_gamma: ScheduleText = schedule("0:(0)", "perspective flip: pan angle")
+    perspective_flip_fv: ScheduleText = schedule("0:(53)", "perspective flip: vanishing point (30-160)")
+    noise_schedule: ScheduleText = schedule("0:(0.065)", "amount of grain added each frame for diversity")
+    strength_schedule: ScheduleText = schedule(
+        "0:(0.65)", "how much of the previous frame is kept (0..1); steps run = steps - strength*steps"
+    )
+    contrast_schedule: ScheduleText = schedule("0:(1.0)", "contrast applied each frame; 1 is neutral")
+
+
+class SamplingSettings(Group):
+    seed: int = Field(-1, ge=-1, lt=2**32, description="starting seed; -1 picks one and records it")
+    sampler: str = Field("euler_a", description=f"sampler: one of {', '.join(SAMPLERS)}")
+    steps: int = Field(25, ge=1, le=1000, description="diffusion steps of a full frame")
+    scale: ScheduleText = schedule("0:(7)", "CFG scale: how closely the image follows the prompt (5-15 usual)")
+    ddim_eta: ScheduleText = schedule("0:(0)", "ddim sampler noise (eta); 0 is deterministic")
+    ancestral_eta: ScheduleText = schedule("0:(1)", "noise of ancestral samplers (euler_a, dpm2_a, ...)")
+    noise_multiplier: ScheduleText = schedule("0:(1.05)", "multiplier of the noise added to img2img latents")
+    clip_skip: ScheduleText = schedule("0:(1)", "text-encoder layers to skip from the end (1 = none)")
+    dynamic_threshold: float = Field(0.0, ge=0, description="dynamic thresholding percentile (0 = off)")
+    static_threshold: float = Field(0.0, ge=0, description="static threshold on the predicted image (0 = off)")
+    enable_steps_scheduling: bool = Field(False, description="take the steps of each frame from steps_schedule")
+    steps_schedule: ScheduleText = schedule("0:(25)", "steps per frame when enable_steps_scheduling is on")
+    enable_sampler_scheduling: bool = Field(False, description="switch samplers per frame with sampler_schedule")
+    sampler_schedule: str = text_schedule('0:("euler_a")', 'samplers by frame, e.g. 0:("euler_a"), 30:("dpmpp_2m")')
+    enable_checkpoint_scheduling: bool = Field(False, description="switch models per frame with checkpoint_schedule")
+    checkpoint_schedule: str = text_schedule('0:("model1.safetensors")', "models by frame (paths or hub ids)")
+    enable_subseed_scheduling: bool = Field(False, description="mix a second seed in with the subseed schedules")
+    subseed_schedule: ScheduleText = schedule("0:(1)", "the second seed, per frame")
+    subseed_strength_schedule: ScheduleText = schedule("0:(0)", "how much of the second seed's noise is mixed in")
+    seed_resize_from_w: int = Field(0, ge=0, description="make the noise as if the width were this (0 = off)")
+    seed_resize_from_h: int = Field(0, ge=0, description="make the noise as if the height were this (0 = off)")
+
+    @field_validator("sampler")
+    @classmethod
+    def _known_sampler(cls, value: str) -> str:
+        name = canonical_sampler(value)
+        if name is None:
+            raise ValueError(f"unknown sampler {value!r}; use one of {', '.join(SAMPLERS)}")
+        return name
+
+
+class AntiBlurSettings(Group):
+    kernel_schedule: ScheduleText = schedule("0:(5)", "unsharp mask kernel size (odd pixels)")
+    sigma_schedule: ScheduleText = schedule("0:(1)", "unsharp mask blur sigma")
+    amount_schedule: ScheduleText = schedule("0:(0.1)", "unsharp mask amount (0 = off)")
+    threshold_schedule: ScheduleText = schedule("0:(0)", "unsharp mask threshold")
+
+
+class CoherenceSettings(Group):
+    color_coherence: Literal["None", "HSV", "LAB", "RGB", "Video Input", "Image"] = Field(
+        "LAB", description="match colors to frame 0 in this space (LAB is a good default), the video, or an image"
+    )
+    color_coherence_image_path: str = path("", "image whose colors to match when color_coherence is Image")
+    color_coherence_video_every_N_frames: int = Field(1, ge=1, description="Video Input: re-take colors every N frames")
+    color_force_grayscale: bool = Field(False, description="render every frame in grayscale")
+    legacy_colormatch: bool = Field(False, description="match colors before adding noise (Deforum's old order)")
+    diffusion_cadence: int = Field(2, ge=1, le=50, description="diffuse every N-th frame; between them warp and blend")
+    noise_type: Literal["uniform", "perlin"] = Field("perlin", description="grain added per frame: uniform or perlin")
+    perlin_w: float = Field(8, gt=0, le=64, description="perlin noise cells across")
+    perlin_h: float = Field(8, gt=0, le=64, description="perlin noise cells down")
+    perlin_octaves: int = Field(4, ge=1, le=7, description="perlin noise octaves")
+    perlin_persistence: float = Field(0.5, ge=0, le=1, description="perlin noise persistence between octaves")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _deforum_names(cls, data: Any) -> Any:
+        """Deforum's older spellings: ``Match Frame 0 LAB`` is ``LAB``."""
+        if isinstance(data, dict) and isinstance(data.get("color_coherence"), str):
+            value = data["color_coherence"]
+            if value.lower().startswith("match frame 0 "):
+                data = {**data, "color_coherence": value[len("match frame 0 ") :]}
+        return data
+
+
+class DepthSettings(Group):
+    use_depth_warping: bool = Field(True, description="3D: warp with a depth map (off: flat depth)")
+    depth_model: str = path(
+        "depth-anything/Depth-Anything-V2-Small-hf", "depth checkpoint (hub id or folder), or 'flat'"
+    )
+    midas_weight: float = Field(0.2, ge=-1, le=1, description="blend of model depth with a flat plane (-1..1)")
+    fov_schedule: ScheduleText = schedule("0:(70)", "3D field of view in degrees; lower = more depth")
+    near_schedule: ScheduleText = schedule("0:(200)", "3D near plane")
+    far_schedule: ScheduleText = schedule("0:(10000)", "3D far plane")
+    aspect_ratio_schedule: ScheduleText = schedule("0:(1)", "aspect ratio used for the 3D projection")
+    aspect_ratio_use_old_formula: bool = Field(False, description="use width/height as the aspect ratio (old Deforum)")
+    padding_mode: Literal["border", "reflection", "zeros"] = Field(
+        "border", description="pixels coming into view: edge pixels, mirrored, or black"
+    )
+    sampling_mode: Literal["bicubic", "bilinear", "nearest"] = Field("bicubic", description="3D resampling filter")
+    save_depth_maps: bool = Field(False, description="write 16-bit depth PNGs beside the frames")
+
+
+class VideoInputSettings(Group):
+    video_init_path: str = path("", "video to restyle (Video Input mode) or drive hybrid video")
+    extract_nth_frame: int = Field(1, ge=1, description="use every N-th frame of the video")
+    extract_from_frame: int = Field(0, ge=0, description="first video frame to use")
+    extract_to_frame: int = Field(-1, ge=-1, description="last video frame to use (-1 = to the end)")
+    overwrite_extracted_frames: bool = Field(False, description="re-extract the frames on every run")
+    use_mask_video: bool = Field(False, description="mask each frame with the mask video (white = keep)")
+    video_mask_path: str = path("", "the mask video")
+
+
+class HybridSettings(Group):
+    hybrid_generate_inputframes: bool = Field(False, description="extract the hybrid video's frames")
+    hybrid_use_first_frame_as_init_image: bool = Field(True, description="start from the video's first frame")
+    hybrid_use_init_image: bool = Field(False, description="use the init image as the hybrid video")
+    hybrid_motion: Literal["None", "Optical Flow", "Perspective", "Affine"] = Field(
+        "None", description="follow the video's camera motion"
+    )
+    hybrid_motion_use_prev_img: bool = Field(False, description="measure motion against the previous rendered frame")
+    hybrid_flow_method: Literal["DIS Medium", "DIS Fine", "Farneback", "DenseRLOF", "SF"] = Field(
+        "DIS Medium", description="optical flow method (OpenCV)"
+    )
+    hybrid_flow_consistency: bool = Field(False, description="mask out inconsistent optical flow")
+    hybrid_consistency_blur: int = Field(2, ge=0, le=16, description="blur of the flow consistency mask")
+    hybrid_composite: Literal["None", "Normal", "Before Motion", "After Generation"] = Field(
+        "None", description="composite the video frame into the render"
+    )
+    hybrid_comp_mask_type: Literal["None", "Depth", "Video Depth", "Blend", "Difference"] = Field(
+        "None", description="mask for the composite"
+    )
+    hybrid_comp_mask_inverse: bool = Field(False, description="invert the composite mask")
+    hybrid_comp_mask_equalize: Literal["None", "Before", "After", "Both"] = Field(
+        "None", description="equalize the composite mask"
+    )
+    hybrid_comp_mask_auto_contrast: bool = Field(False, description="auto-contrast the composite mask")
+    hybrid_comp_save_extra_frames: bool = Field(False, description="save the hybrid intermediate frames")
+    hybrid_use_video_as_mse_image: bool = Field(False, description="use the video frame as init_mse_image")
+    hybrid_comp_alpha_schedule: ScheduleText = schedule("0:(0.5)", "composite alpha")
+    hybrid_comp_mask_blend_alpha_schedule: ScheduleText = schedule("0:(0.5)", "blend mask alpha")
+    hybrid_comp_mask_contrast_schedule: ScheduleText = schedule("0:(1)", "composite mask contrast")
+    hybrid_comp_mask_auto_contrast_cutoff_high_schedule: ScheduleText = schedule("0:(100)", "auto-contrast high cutoff")
+    hybrid_comp_mask_auto_contrast_cutoff_low_schedule: ScheduleText = schedule("0:(0)", "auto-contrast low cutoff")
+    hybrid_flow_factor_schedule: ScheduleText = schedule("0:(1)", "how much of the measured flow is applied")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _boolean_composite(cls, data: Any) -> Any:
+        """Old Deforum files hold hybrid_composite as a boolean."""
+        if isinstance(data, dict) and isinstance(data.get("hybrid_composite"), bool):
+            data = {**data, "hybrid_composite": "Normal" if data["hybrid_composite"] else "None"}
+        return data
+
+
+class InterpolationSettings(Group):
+    interpolate_key_frames: bool = Field(False, description="Interpolation: use the prompts' frame numbers as spacing")
+    interpolate_x_frames: int = Field(4, ge=0, description="Interpolation: frames between prompts when not keyed")
+
+
+class ResumeSettings(Group):
+    resume_from_timestring: bool = Field(False, description="continue the run named by resume_timestring")
+    resume_timestring: str = Field("", description="timestring (yyyymmddhhmmss) of the run to continue")
+
+
+class ImageSettings(Group):
+    W: int = Field(512, ge=64, le=8192, description="width in pixels (multiple of 64)")
+    H: int = Field(512, ge=64, le=8192, description="height in pixels (multiple of 64)")
+    bit_depth_output: Literal[8, 16, 32] = Field(8, description="bits per channel of saved frames")
+    tiling: bool = Field(False, description="seamless tiling")
+
+    @field_validator("W", "H")
+    @classmethod
+    def _multiple_of_64(cls, value: int, info: Any) -> int:
+        rounded = max(64, value - value % 64)
+        if rounded != value:
+            notify(f"image.{info.field_name} {value} is not a multiple of 64: using {rounded}")
+        return rounded
+
+
+class SaveSettings(Group):
+    save_samples: bool = Field(True, description="write the frames")
+    save_settings: bool = Field(True, description="write settings.toml beside the frames")
+    display_samples: bool = Field(True, description="show frames as they render")
+    save_sample_per_step: bool = Field(False, description="write an image at every diffusion step")
+    show_sample_per_step: bool = Field(False, description="show an image at every diffusion step")
+
+
+class BatchSettings(Group):
+    n_batch: int = Field(1, ge=1, description="None mode: batches per prompt")
+    n_samples: int = Field(1, ge=1, description="None mode: images per batch")
+    batch_name: str = Field("driftwave", min_length=1, description="folder name of the run under outdir")
+    filename_format: str = Field(
+        "{index:06d}.png", description="frame file names: {index}, {timestring}, {seed}, {prompt} placeholders"
+    )
+    seed_behavior: Literal["iter", "fixed", "random", "ladder", "alternate", "schedule"] = Field(
+        "iter", description="how the seed changes per frame: iter +1, fixed, random, ladder, alternate, schedule"
+    )
+    seed_iter_N: int = Field(1, ge=1, description="iter: frames each seed is kept for")
+    seed_schedule: ScheduleText = schedule(
+        '0:(seed), 1:(-1), "max_f-2":(-1), "max_f-1":(seed)',
+        "seed per frame when seed_behavior is schedule (`seed` is the starting seed, -1 random)",
+    )
+    make_grid: bool = Field(False, description="None mode: also save a grid of the images")
+    grid_rows: int = Field(2, ge=1, description="rows of that grid")
+    outdir: str = Field("outputs", description="where runs are written: <outdir>/<batch_name>/<timestring>/")
+
+
+class InitSettings(Group):
+    use_init: bool = Field(False, description="start from init_image")
+    strength: float = Field(0.8, ge=0, le=1, description="how much of the init image is kept (0..1)")
+    strength_0_no_init: bool = Field(True, description="frame 0 without init: ignore strength")
+    init_image: str = path("", "init image path")
+    add_init_noise: bool = Field(False, description="add noise to the init image")
+    init_noise: float = Field(0.01, ge=0, description="that noise's amount")
+    use_mask: bool = Field(False, description="diffuse only where the mask is dark")
+    use_alpha_as_mask: bool = Field(False, description="take the mask from the init image's alpha")
+    mask_file: str = path("", "mask image path (light = keep, dark = diffuse)")
+    invert_mask: bool = Field(False, description="invert the mask")
+    mask_brightness_adjust: float = Field(1.0, ge=0, description="mask brightness factor")
+    mask_contrast_adjust: float = Field(1.0, ge=0, description="mask contrast factor")
+    overlay_mask: bool = Field(True, description="paste the kept area back after diffusion")
+    mask_overlay_blur: int = Field(4, ge=0, le=64, description="blur of the overlay mask edge")
+
+
+class GuidanceSettings(Group):
+    mean_scale: ScheduleText = schedule("0", "push pixels towards mid grey")
+    var_scale: ScheduleText = schedule("0", "push pixels towards lower variance")
+    exposure_scale: ScheduleText = schedule("0", "push the mean towards exposure_target")
+    exposure_target: float = Field(0.5, ge=-1, le=1, description="target mean for exposure_scale (-1 dark .. 1 bright)")
+    colormatch_scale: ScheduleText = schedule("0", "push towards the palette of colormatch_image")
+    colormatch_image: str = path("", "image to take the palette from")
+    colormatch_n_colors: int = Field(4, ge=1, le=64, description="colors in that palette")
+    ignore_sat_weight: float = Field(0.0, ge=0, description="ignore saturation in colormatch by this much")
+    clip_name: str = Field("openai/clip-vit-large-patch14", description="CLIP checkpoint for clip/aesthetics guidance")
+    clip_scale: ScheduleText = schedule("0", "CLIP guidance towards the prompt")
+    aesthetics_scale: ScheduleText = schedule("0", "guidance by an aesthetics predictor")
+    aesthetics_model: str = path("", "path of the aesthetics predictor head")
+    cutn: int = Field(1, ge=1, le=64, description="CLIP cutouts per step")
+    cut_pow: float = Field(0.0001, gt=0, description="cutout size power (small = large cutouts)")
+    init_mse_scale: ScheduleText = schedule("0", "pull each pixel towards init_mse_image")
+    init_mse_image: str = path("", "image for init_mse_scale")
+    blue_scale: ScheduleText = schedule("0", "push the blue channel down")
+    gradient_wrt: Literal["x", "x0_pred"] = Field(
+        "x0_pred", description="x0_pred: fast, on the denoised image; x: through the UNet"
+    )
+    gradient_add_to: Literal["cond", "uncond", "both"] = Field("both", description="where the gradient is added")
+    decode_method: Literal["autoencoder", "linear"] = Field(
+        "linear", description="how latents are decoded for the losses"
+    )
+    grad_threshold_type: Literal["dynamic", "static", "mean", "schedule"] = Field(
+        "dynamic", description="how the gradient is clamped"
+    )
+    clamp_grad_threshold: float = Field(0.2, gt=0, description="clamp threshold (dynamic/static/mean)")
+    clamp_start: float = Field(0.2, gt=0, description="schedule clamp: threshold at the first step")
+    clamp_stop: float = Field(0.01, gt=0, description="schedule clamp: threshold at the last step")
+    grad_inject_timing: int | list[float] | Literal["none"] = Field(
+        default_factory=lambda: [float(step) for step in range(1, 10)],
+        description="steps that get the gradient: every N-th (int), step fractions (0..1), step numbers, "
+        "or 'none' (all)",
+    )
+    cond_uncond_sync: bool = Field(True, description="run cond and uncond together (faster, more memory)")
+
+
+class VideoOutputSettings(Group):
+    skip_video_creation: bool = Field(False, description="write frames only, no video")
+    make_gif: bool = Field(False, description="also write an animated GIF")
+    max_video_frames: int = Field(0, ge=0, description="frames in the video (0 = all)")
+    delete_imgs: bool = Field(False, description="delete the frames once the video is written")
+    soundtrack: Literal["audio", "init video", "none"] = Field(
+        "audio", description="sound of the video: the [audio] file, the init video's sound, or none"
+    )
+
+
+_RESERVED_NAMES = {"t", "s", "max_f", "fps", "seed", "amp", "onset", "beat", "bpm"}
+
+
+class AudioFilter(Group):
+    """One Butterworth bandpass filter (seed 004): its envelope becomes the variable ``name``."""
+
+    name: str = Field(description="variable name in schedules and prompts, e.g. fLo")
+    f_center: float = Field(gt=0, description="centre frequency in Hz")
+    f_width: float = Field(gt=0, description="band width in Hz")
+    order: int = Field(5, ge=1, le=12, description="filter order (slope)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _pytti_names(cls, data: Any) -> Any:
+        """pytti writes ``variable_name``."""
+        if isinstance(data, dict) and "variable_name" in data and "name" not in data:
+            data = {**data, "name": data["variable_name"]}
+            del data["variable_name"]
+        return data
+
+    @field_validator("name")
+    @classmethod
+    def _usable_name(cls, value: str) -> str:
+        if not value.isidentifier() or keyword.iskeyword(value):
+            raise ValueError(f"{value!r} is not a usable variable name; use letters, digits and _ (e.g. fLo)")
+        if value in _RESERVED_NAMES or value in CONSTANTS or value in FUNCTIONS:
+            raise ValueError(f"{value!r} is already a built-in name; choose another (e.g. f{value.capitalize()})")
+        return value
+
+
+class AudioSettings(Group):
+    file: str = path("", "audio track driving the envelopes (and the video's sound)")
+    offset: float = Field(0.0, ge=0, description="seconds into the track where frame 0 starts")
+    filters: list[AudioFilter] = Field(default_factory=list, description="bandpass filters; each becomes a variable")
+    normalize: Literal["peak", "percentile", "none"] = Field("peak", description="scale each envelope to 0..1")
+    attack_ms: float = Field(0.0, ge=0, description="envelope rise smoothing in ms")
+    release_ms: float = Field(0.0, ge=0, description="envelope fall smoothing in ms")
+    bpm: float = Field(0.0, ge=0, description="tempo for `8b` keyframes; 0 detects it from the track")
+
+    @field_validator("filters")
+    @classmethod
+    def _unique_names(cls, filters: list[AudioFilter]) -> list[AudioFilter]:
+        seen: set[str] = set()
+        for audio_filter in filters:
+            if audio_filter.name in seen:
+                raise ValueError(f"two filters are named {audio_filter.name!r}; give each its own name")
+            seen.add(audio_filter.name)
+        return filters
+
+
+class ModelSettings(Group):
+    backend: Literal["diffusers", "tiny", "preview"] = Field(
+        "diffusers", description="diffusers: Stable Diffusion; tiny: random test weights; preview: motion only"
+    )
+    model: str = path("stabilityai/sd-turbo", "checkpoint: hub id, diffusers folder or .safetensors file")
+    device: str = Field("auto", description="auto, cuda, cuda:1, mps or cpu")
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = Field("auto", description="weights precision")
+
+
+class PromptingSettings(Group):
+    negative_prompt: str = Field("", description="negative prompt added to every prompt")
+    scene_prefix: str = Field("", description="text put before every prompt (pytti scene_prefix)")
+    scene_suffix: str = Field("", description="text put after every prompt (pytti scene_suffix)")
+    prompt_blend_frames: int = Field(
+        -1, ge=-1, description="frames over which a keyed prompt fades in before its key; 0 cuts, -1 the whole gap"
+    )
+    still_prompts: list[str] = Field(
+        default_factory=lambda: [
+            "a beautiful forest by Asher Brown Durand, trending on Artstation",
+            "a beautiful portrait of a woman by Artgerm, trending on Artstation",
+        ],
+        description="prompts of the None (stills) mode",
+    )
+
+
+DEFAULT_PROMPTS = {
+    "0": "tiny cute bunny, vibrant diffraction, highly detailed, intricate, ultra hd, sharp photo, "
+    "crepuscular rays, in focus",
+    "30": "anthropomorphic clean cat, surrounded by fractals, epic angle and pose, symmetrical, 3d, depth of field",
+    "60": "a beautiful coconut --neg photo, realistic",
+    "90": "a beautiful durian, award winning photography",
+}
+
+
+class Settings(BaseModel):
+    """All settings of a run. ``prompts`` maps keyframe positions to prompt text."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    animation: AnimationSettings = Field(default_factory=AnimationSettings)
+    prompts: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_PROMPTS), description="prompts by frame")
+    prompting: PromptingSettings = Field(default_factory=PromptingSettings)
+    motion: MotionSettings = Field(default_factory=MotionSettings)
+    sampling: SamplingSettings = Field(default_factory=SamplingSettings)
+    anti_blur: AntiBlurSettings = Field(default_factory=AntiBlurSettings)
+    coherence: CoherenceSettings = Field(default_factory=CoherenceSettings)
+    depth: DepthSettings = Field(default_factory=DepthSettings)
+    video_input: VideoInputSettings = Field(default_factory=VideoInputSettings)
+    hybrid: HybridSettings = Field(default_factory=HybridSettings)
+    interpolation: InterpolationSettings = Field(default_factory=InterpolationSettings)
+    resume: ResumeSettings = Field(default_factory=ResumeSettings)
+    image: ImageSettings = Field(default_factory=ImageSettings)
+    save: SaveSettings = Field(default_factory=SaveSettings)
+    batch: BatchSettings = Field(default_factory=BatchSettings)
+    init: InitSettings = Field(default_factory=InitSettings)
+    guidance: GuidanceSettings = Field(default_factory=GuidanceSettings)
+    video: VideoOutputSettings = Field(default_factory=VideoOutputSettings)
+    audio: AudioSettings = Field(default_factory=AudioSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+
+    @field_validator("prompts", mode="before")
+    @classmethod
+    def _keys_as_text(cls, value: Any) -> Any:
+        """TOML and JSON give string keys; Python callers may pass ints."""
+        if isinstance(value, dict):
+            return {str(key): text for key, text in value.items()}
+        return value
+
+
+GROUPS: dict[str, type[Group]] = {
+    name: field.annotation
+    for name, field in Settings.model_fields.items()
+    if isinstance(field.annotation, type) and issubclass(field.annotation, Group)
+}
+
+
+def field_index() -> dict[str, tuple[str, str]]:
+    """Every field name -> (group, name): field names are unique across groups."""
+    index: dict[str, tuple[str, str]] = {}
+    for group, model in GROUPS.items():
+        for name in model.model_fields:
+            assert name not in index, f"{name} is in both {index[name][0]} and {group}"
+            index[name] = (group, name)
+    return index
+
+
+FIELDS = field_index()
+
+
+def fields_of_kind(kind: str) -> list[tuple[str, str]]:
+    """(group, name) of every field whose schema kind is ``kind`` (``schedule``, ``text_schedule``)."""
+    return [
+        (group, name)
+        for group, model in GROUPS.items()
+        for name, field in model.model_fields.items()
+        if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("kind") == kind
+    ]
