@@ -1,0 +1,248 @@
+"""Driftwave command line: `schedule`, `prompts`, `inspect`, `settings`, `import`.
+
+User errors print one message (field, place, fix) and exit with code 2; never a traceback.
+Heavy libraries are imported inside the command that needs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from engine.errors import DriftwaveError, collecting_notices
+
+PRESETS = Path(__file__).resolve().parent / "presets"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 0
+    try:
+        with collecting_notices() as notices:
+            status = args.run(args)
+    except DriftwaveError as error:
+        _print_notices(notices)
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    _print_notices(notices)
+    return status
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="main.py", description="Driftwave: music-synced Deforum-style animation.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    schedule = commands.add_parser("schedule", help="evaluate a schedule string, one value per frame")
+    schedule.add_argument("text", help='the schedule, e.g. "0:(sin(t)), 100:(4)"')
+    schedule.add_argument("--frames", type=int, default=120, help="number of frames (default 120)")
+    schedule.add_argument("--fps", type=float, default=15.0, help="frames per second (default 15)")
+    schedule.add_argument("--bpm", type=float, default=None, help="tempo for beat keyframes (8b)")
+    schedule.add_argument(
+        "--blend", choices=("tween", "hold"), default="tween", help="tween (default) or hold (Deforum)"
+    )
+    output = schedule.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print a JSON list")
+    output.add_argument("--plot", metavar="PNG", help="write a plot of the curve instead")
+    schedule.set_defaults(run=run_schedule)
+
+    prompts = commands.add_parser("prompts", help="show the weighted prompts of one frame")
+    prompts.add_argument("preset", help="preset file or name (see presets/)")
+    prompts.add_argument("--frame", type=int, default=0, help="frame number (default 0)")
+    prompts.add_argument(
+        "--json", action="store_true", help='print {"positive": [[text, weight]...], "negative": [...]}'
+    )
+    _add_overrides(prompts)
+    prompts.set_defaults(run=run_prompts)
+
+    inspect = commands.add_parser("inspect", help="validate a preset and summarise what it will render")
+    inspect.add_argument("preset", help="preset file or name (see presets/)")
+    inspect.add_argument("--plot", metavar="PNG", help="also plot every schedule that changes over time")
+    _add_overrides(inspect)
+    inspect.set_defaults(run=run_inspect)
+
+    settings = commands.add_parser("settings", help="list every setting with its default and meaning")
+    settings.add_argument("group", nargs="?", help="only this section, e.g. motion")
+    settings.set_defaults(run=run_settings)
+
+    importer = commands.add_parser("import", help="convert a Deforum settings file into a preset")
+    importer.add_argument("file", help="Deforum A1111 settings JSON or notebook *_settings.txt")
+    importer.add_argument("-o", "--output", metavar="TOML", help="preset to write (default: print it)")
+    importer.add_argument("--force", action="store_true", help="overwrite an existing output file")
+    importer.set_defaults(run=run_import)
+    return parser
+
+
+def _add_overrides(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a setting, e.g. --set max_frames=60 --set zoom=0:(1.02)",
+    )
+
+
+# -- commands -------------------------------------------------------------------------------
+
+
+def run_schedule(args: argparse.Namespace) -> int:
+    from engine.schedule import Timeline, compile_schedule
+
+    if args.frames < 1:
+        raise DriftwaveError(f"--frames {args.frames} is not a frame count", hint="use 1 or more")
+    if args.fps <= 0:
+        raise DriftwaveError(f"--fps {args.fps:g} is not a frame rate", hint="use a positive number, e.g. 15")
+    timeline = Timeline(args.frames, args.fps, args.bpm)
+    schedule = compile_schedule(args.text, timeline, blend=args.blend, field="schedule")
+    values = schedule.evaluate()
+    if args.plot:
+        from engine.plots import plot_curves
+
+        keys = [k.position for k in schedule.keyframes]
+        path = plot_curves([("value", values, keys)], args.plot, fps=args.fps, title=args.text)
+        print(f"wrote {path}")
+    elif args.json:
+        print(json.dumps([float(v) for v in values]))
+    else:
+        sys.stdout.write("".join(f"{v:.10g}\n" for v in values))
+    return 0
+
+
+def run_prompts(args: argparse.Namespace) -> int:
+    from engine.plan import compile_plan
+
+    preset = _load(args.preset, args.overrides)
+    plan = compile_plan(preset.settings)
+    frame = args.frame
+    if not 0 <= frame < plan.timeline.frames:
+        raise DriftwaveError(
+            f"--frame {frame} is outside the animation", hint=f"frames run from 0 to {plan.timeline.frames - 1}"
+        )
+    result = plan.prompts.at(frame)
+    if args.json:
+        print(json.dumps(result.as_json(), ensure_ascii=False))
+        return 0
+    print(f"frame {frame} ({frame / plan.timeline.fps:.2f} s)")
+    for side, entries in (("positive", result.positive), ("negative", result.negative)):
+        print(f"{side}:")
+        for sub, weight in entries:
+            print(f"  {weight:7.3f}  {sub.shown(result.scope)}")
+            emphasis = [(text, w) for text, w in result.emphasis(sub) if w != 1.0]
+            if emphasis:
+                print("           emphasis: " + ", ".join(f"{text.strip()!r}×{w:.3g}" for text, w in emphasis))
+        if not entries:
+            print("  (none)")
+    return 0
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from engine.plan import compile_plan, switched_off
+
+    preset = _load(args.preset, args.overrides)
+    plan = compile_plan(preset.settings)
+    settings, timeline = plan.settings, plan.timeline
+    off = switched_off(settings)
+    print(f"preset {preset.path}")
+    print(
+        f"  {settings.animation.animation_mode}, {timeline.frames} frames at {timeline.fps:g} fps "
+        f"({timeline.frames / timeline.fps:.1f} s), {settings.image.W}x{settings.image.H}, "
+        f"{settings.model.backend} backend, model {settings.model.model}"
+    )
+    print(f"  prompts: {len(plan.prompts.keys)} keyed, {len(plan.prompts.distinct_texts())} distinct texts to encode")
+    for key in plan.prompts.keys:
+        print(f"    {key.position:6.1f}  {key.scene.source.strip()[:90]}")
+    moving = [(path, values) for path, values in plan.values.items() if np.ptp(values) > 0 and path not in off]
+    print(f"  schedules: {len(plan.values)} compiled, {len(moving)} change over time")
+    for path, values in moving:
+        print(f"    {path:34s} {values.min():10.4g} .. {values.max():<10.4g}")
+    if args.plot:
+        from engine.plots import plot_curves
+
+        curves = [
+            (path.split(".")[-1], values, [k.position for k in plan.schedules[path].keyframes])
+            for path, values in moving
+        ]
+        path = plot_curves(curves, args.plot, fps=timeline.fps, title=f"{preset.path.name}: schedules that move")
+        print(f"  wrote {path}")
+    return 0
+
+
+def run_settings(args: argparse.Namespace) -> int:
+    from engine.settings import GROUPS, Settings
+
+    defaults = Settings()
+    groups = [args.group] if args.group else list(GROUPS)
+    for group in groups:
+        if group not in GROUPS:
+            raise DriftwaveError(f"unknown section {group!r}", hint=f"sections: {', '.join(GROUPS)}")
+        print(f"[{group}]")
+        for name, info in GROUPS[group].model_fields.items():
+            value = getattr(getattr(defaults, group), name)
+            print(f"  {name} = {json.dumps(value) if not isinstance(value, list) else value}")
+            if info.description:
+                print(f"      {info.description}")
+    return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    import tomlkit
+
+    from engine.deforum import import_deforum
+    from engine.presets import save_preset, to_document
+
+    result = import_deforum(args.file)
+    header = (
+        f"Imported from {Path(args.file).name} (Deforum {result.kind}) by Driftwave on {date.today()}.\n"
+        f'{len(result.mapped)} settings came from the file; schedules use blend = "hold" as Deforum rendered them.'
+    )
+    options = {"include": result.mapped, "header": header}
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    if not args.output:
+        sys.stdout.write(tomlkit.dumps(to_document(result.settings, **options)))
+        return 0
+    output = Path(args.output)
+    if output.exists() and not args.force:
+        raise DriftwaveError(f"{output} already exists", hint="choose another name or add --force to overwrite it")
+    save_preset(result.settings, output, **options)
+    print(f"wrote {output}: {len(result.mapped)} settings mapped, {len(result.warnings)} warnings")
+    return 0
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def _load(name: str, overrides: Sequence[str]):
+    from engine.presets import load_preset
+
+    path = Path(name)
+    if not path.exists() and (PRESETS / f"{name}.toml").exists():
+        path = PRESETS / f"{name}.toml"
+    return load_preset(path, overrides)
+
+
+def _print_notices(notices: list[str]) -> None:
+    for notice in notices:
+        print(f"note: {notice}", file=sys.stderr)
+
+
+def console() -> None:
+    """Entry point of the installed ``driftwave`` command."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    console()
