@@ -11,6 +11,7 @@ STAMP := $(VENV)/.installed
 .PHONY: demo test setup system-packages lint bench clean
 
 demo: setup
+	@echo "The render engine is not built yet: this validates presets/demo.toml and plots its schedules."
 	$(BIN)/python main.py inspect presets/demo.toml --plot outputs/demo/schedules.png
 
 test: system-packages setup

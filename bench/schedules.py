@@ -20,7 +20,7 @@ import numexpr
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from engine.schedule import Timeline, compile_schedule  # noqa: E402
+from engine.schedule import Timeline, compile_schedule
 
 FRAMES = 10_000
 SCHEDULES = [
@@ -89,8 +89,10 @@ def main() -> None:
     live = best_of(3, lambda: [s.at(t) for s in compiled for t in range(live_frames)])
     per_schedule_us = live / (len(compiled) * live_frames) * 1e6
 
-    print(f"machine: {platform.machine()}, {platform.processor() or 'cpu'}, Python {platform.python_version()}, "
-          f"numexpr {numexpr.__version__}, numexpr threads {numexpr.get_num_threads()}")
+    print(
+        f"machine: {platform.machine()}, {platform.processor() or 'cpu'}, Python {platform.python_version()}, "
+        f"numexpr {numexpr.__version__}, numexpr threads {numexpr.get_num_threads()}"
+    )
     print(f"{len(SCHEDULES)} schedules x {FRAMES} frames")
     print(f"  per-frame baseline        {base * 1e3:9.1f} ms")
     print(f"  compile + vectorised      {ours * 1e3:9.1f} ms")

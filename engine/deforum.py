@@ -119,6 +119,7 @@ CLIP_NAMES = {
     "vit-b/32": "openai/clip-vit-base-patch32",
 }
 _FLOW_METHODS = {"DIS Medium", "DIS Fine", "Farneback", "DenseRLOF", "SF"}
+_SCHEDULES = {name for _, name in fields_of_kind("schedule")}
 _SEED_NAME = re.compile(r"(?<![\w.])s(?![\w(])")
 
 
@@ -367,6 +368,3 @@ def _compact(keys: list[str]) -> str:
     """Key names, with ControlNet's cn_1_x ... cn_5_x shown once as cn_N_x."""
     shown = dict.fromkeys(re.sub(r"^cn_\d+_", "cn_N_", key) for key in keys)
     return ", ".join(shown)
-
-
-_SCHEDULES = {name for _, name in fields_of_kind("schedule")}

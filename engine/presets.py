@@ -20,7 +20,7 @@ import tomlkit.exceptions
 from pydantic import ValidationError
 
 from engine.errors import DriftwaveError, ErrorGroup, SettingsError, collecting_notices
-from engine.settings import FIELDS, GROUPS, Group, Settings, literal_choices
+from engine.settings import FIELDS, GROUPS, Settings, literal_choices
 
 TOP_LEVEL = set(Settings.model_fields)
 
@@ -325,7 +325,3 @@ def _presets_hint() -> str:
     folder = Path(__file__).resolve().parent.parent / "presets"
     names = sorted(p.name for p in folder.glob("*.toml"))
     return f"presets in {folder}: {', '.join(names)}" if names else "give the path of a .toml preset"
-
-
-def group_of(model: type[Group]) -> str:
-    return next(name for name, cls in GROUPS.items() if cls is model)

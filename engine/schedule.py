@@ -86,10 +86,6 @@ class Keyframe:
     def as_frame(self, frame: int) -> Keyframe:
         return Keyframe(self.label, float(frame), self.expression, self.offset, self.literal)
 
-    @property
-    def is_constant(self) -> bool:
-        return self.expression.constant is not None
-
 
 def split_top_level(text: str, separator: str, *, field: str | None = None, quotes: str = "\"'`") -> Iterator[Piece]:
     """Split at ``separator`` outside brackets and ``quotes``; a backslash escapes one character.
@@ -279,10 +275,6 @@ class Schedule:
         self.names = frozenset().union(*(k.expression.names for k in keyframes))
         self._last_finite: float | None = None
         self._warned = False
-
-    @property
-    def is_constant(self) -> bool:
-        return len(self.keyframes) == 1 and self.keyframes[0].is_constant
 
     def evaluate(self, variables: Mapping[str, np.ndarray | float] | None = None) -> np.ndarray:
         """Values for every frame of the timeline. ``variables``: extra named arrays/scalars."""
