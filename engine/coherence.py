@@ -1,0 +1,201 @@
+"""Frame-to-frame coherence, all in torch on the render device.
+
+Colour matching to a reference frame (histogram matching in LAB, HSV or RGB), grayscale,
+Deforum's contrast (a plain multiply), grain (gaussian or perlin-shaped) and the anti-blur
+unsharp mask. Images are (1, 3, H, W) in [0, 1].
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+# -- colour spaces ----------------------------------------------------------------------------
+
+_RGB_TO_XYZ = torch.tensor(
+    [[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]]
+)
+_WHITE = torch.tensor([0.950456, 1.0, 1.088754])
+_EPSILON = (6 / 29) ** 3
+
+
+def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
+    """sRGB in [0, 1] -> CIE L*a*b* (D65): L in [0, 100]."""
+    linear = torch.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    xyz = torch.einsum("ij,bjhw->bihw", _RGB_TO_XYZ.to(rgb), linear) / _WHITE.to(rgb).view(1, 3, 1, 1)
+    f = torch.where(xyz > _EPSILON, xyz.clamp_min(1e-12) ** (1 / 3), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    return torch.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], dim=1)
+
+
+def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
+    fy = (lab[:, 0] + 16) / 116
+    f = torch.stack([fy + lab[:, 1] / 500, fy, fy - lab[:, 2] / 200], dim=1)
+    xyz = torch.where(f > 6 / 29, f**3, 3 * (6 / 29) ** 2 * (f - 4 / 29)) * _WHITE.to(lab).view(1, 3, 1, 1)
+    linear = torch.einsum("ij,bjhw->bihw", torch.linalg.inv(_RGB_TO_XYZ).to(lab), xyz).clamp(0, 1)
+    return torch.where(linear <= 0.0031308, linear * 12.92, 1.055 * linear.clamp_min(1e-12) ** (1 / 2.4) - 0.055)
+
+
+def rgb_to_hsv(rgb: torch.Tensor) -> torch.Tensor:
+    """RGB in [0, 1] -> HSV with hue in [0, 1)."""
+    maximum, argmax = rgb.max(dim=1)
+    minimum = rgb.min(dim=1).values
+    delta = maximum - minimum
+    r, g, b = rgb[:, 0], rgb[:, 1], rgb[:, 2]
+    safe = torch.where(delta > 0, delta, torch.ones_like(delta))
+    hue = torch.stack([((g - b) / safe) % 6, (b - r) / safe + 2, (r - g) / safe + 4], dim=1)
+    hue = torch.gather(hue, 1, argmax.unsqueeze(1)).squeeze(1) / 6
+    hue = torch.where(delta > 0, hue, torch.zeros_like(hue))
+    saturation = torch.where(maximum > 0, delta / torch.where(maximum > 0, maximum, torch.ones_like(maximum)), 0)
+    return torch.stack([hue % 1.0, saturation, maximum], dim=1)
+
+
+def hsv_to_rgb(hsv: torch.Tensor) -> torch.Tensor:
+    h, s, v = hsv[:, 0] % 1.0, hsv[:, 1].clamp(0, 1), hsv[:, 2].clamp(0, 1)
+    k = torch.stack([(5 + h * 6) % 6, (3 + h * 6) % 6, (1 + h * 6) % 6], dim=1)
+    return v.unsqueeze(1) - (v * s).unsqueeze(1) * torch.clamp(torch.minimum(k, 4 - k), 0, 1)
+
+
+_SPACES = {
+    "LAB": (rgb_to_lab, lab_to_rgb),
+    "HSV": (rgb_to_hsv, hsv_to_rgb),
+    "RGB": (lambda x: x, lambda x: x),
+}
+
+
+# -- histogram matching ------------------------------------------------------------------------
+
+
+def interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
+    """``numpy.interp`` for 1-D ``xp``/``fp`` (xp increasing), on any device."""
+    index = torch.searchsorted(xp, x).clamp(1, len(xp) - 1)
+    x0, x1 = xp[index - 1], xp[index]
+    y0, y1 = fp[index - 1], fp[index]
+    w = ((x - x0) / torch.where(x1 > x0, x1 - x0, torch.ones_like(x1))).clamp(0, 1)
+    return y0 + w * (y1 - y0)
+
+
+def match_channel(source: torch.Tensor, reference: torch.Tensor, bins: int = 256) -> torch.Tensor:
+    """Map ``source`` values so their histogram matches ``reference``'s (per channel)."""
+    low = torch.minimum(source.min(), reference.min()).item()
+    high = torch.maximum(source.max(), reference.max()).item()
+    if high <= low:
+        return source.clone()
+    centres = torch.linspace(low, high, bins + 1, device=source.device, dtype=source.dtype)
+    centres = (centres[:-1] + centres[1:]) / 2
+    source_cdf = torch.cumsum(torch.histc(source.float(), bins, low, high), 0)
+    reference_cdf = torch.cumsum(torch.histc(reference.float(), bins, low, high), 0)
+    source_cdf = (source_cdf / source_cdf[-1]).to(source.dtype)
+    reference_cdf = (reference_cdf / reference_cdf[-1]).to(source.dtype)
+    keep = torch.cat([torch.ones(1, dtype=torch.bool, device=source.device), reference_cdf[1:] > reference_cdf[:-1]])
+    mapping = interp(source_cdf, reference_cdf[keep], centres[keep])  # each source bin -> reference value
+    return interp(source.reshape(-1), centres, mapping).reshape(source.shape)
+
+
+def match_colors(image: torch.Tensor, reference: torch.Tensor, space: str) -> torch.Tensor:
+    """Histogram-match every channel of ``image`` to ``reference`` in ``space`` (LAB/HSV/RGB)."""
+    forward, backward = _SPACES[space]
+    source, target = forward(image), forward(reference)
+    matched = torch.stack([match_channel(source[:, c], target[:, c]) for c in range(3)], dim=1)
+    return backward(matched).clamp(0, 1)
+
+
+# -- per-frame adjustments -----------------------------------------------------------------------
+
+
+def grayscale(image: torch.Tensor) -> torch.Tensor:
+    luma = (0.299 * image[:, 0] + 0.587 * image[:, 1] + 0.114 * image[:, 2]).unsqueeze(1)
+    return luma.expand_as(image).clone()
+
+
+def apply_contrast(image: torch.Tensor, contrast: float) -> torch.Tensor:
+    """Deforum's contrast: every value times ``contrast`` (1 is neutral)."""
+    return (image * contrast).clamp(0, 1)
+
+
+def perlin(height: int, width: int, res: tuple[float, float], generator: torch.Generator) -> torch.Tensor:
+    """Perlin noise in about [-1, 1] with ``res`` = (cells down, cells across), any size."""
+    rows, cols = max(math.ceil(res[0]), 1), max(math.ceil(res[1]), 1)
+    angles = 2 * math.pi * torch.rand(rows + 1, cols + 1, generator=generator)
+    gradients = torch.stack([torch.cos(angles), torch.sin(angles)], dim=-1)
+    u = (torch.arange(height) + 0.5) * (rows / height)
+    v = (torch.arange(width) + 0.5) * (cols / width)
+    uu, vv = torch.meshgrid(u, v, indexing="ij")
+    i0, j0 = uu.floor().long().clamp(max=rows - 1), vv.floor().long().clamp(max=cols - 1)
+    fu, fv = uu - i0, vv - j0
+
+    def corner(di: int, dj: int) -> torch.Tensor:
+        g = gradients[i0 + di, j0 + dj]
+        return g[..., 0] * (fu - di) + g[..., 1] * (fv - dj)
+
+    def fade(t: torch.Tensor) -> torch.Tensor:
+        return t * t * t * (t * (t * 6 - 15) + 10)
+
+    top = torch.lerp(corner(0, 0), corner(0, 1), fade(fv))
+    bottom = torch.lerp(corner(1, 0), corner(1, 1), fade(fv))
+    return math.sqrt(2) * torch.lerp(top, bottom, fade(fu))
+
+
+def perlin_octaves(
+    height: int, width: int, res: tuple[float, float], octaves: int, persistence: float, generator: torch.Generator
+) -> torch.Tensor:
+    noise = torch.zeros(height, width)
+    frequency, amplitude = 1.0, 1.0
+    for _ in range(octaves):
+        noise += amplitude * perlin(height, width, (res[0] * frequency, res[1] * frequency), generator)
+        frequency, amplitude = frequency * 2, amplitude * persistence
+    return noise
+
+
+def add_noise(
+    image: torch.Tensor,
+    amount: float,
+    seed: int,
+    *,
+    kind: str = "perlin",
+    perlin_cells: tuple[float, float] = (8, 8),
+    octaves: int = 4,
+    persistence: float = 0.5,
+) -> torch.Tensor:
+    """Deforum's grain: white noise times ``amount`` in [-1, 1] units, perlin-shaped if asked."""
+    if amount == 0:
+        return image
+    generator = torch.Generator().manual_seed(seed % 2**63)
+    _, channels, height, width = image.shape
+    noise = torch.randn((channels, height, width), generator=generator)
+    if kind == "perlin":
+        shape = perlin_octaves(height, width, (perlin_cells[1], perlin_cells[0]), octaves, persistence, generator)
+        noise = noise * (shape + 1) / 2
+    return (image + noise.to(image).unsqueeze(0) * amount / 2).clamp(0, 1)
+
+
+def gaussian_blur(image: torch.Tensor, kernel: int, sigma: float) -> torch.Tensor:
+    """Separable gaussian blur with mirrored edges (as cv2.GaussianBlur)."""
+    kernel = max(int(kernel) // 2 * 2 + 1, 1)
+    if kernel == 1:
+        return image
+    if sigma <= 0:
+        sigma = 0.3 * ((kernel - 1) * 0.5 - 1) + 0.8  # OpenCV's default for a kernel size
+    x = torch.arange(kernel, dtype=image.dtype, device=image.device) - kernel // 2
+    weights = torch.exp(-(x**2) / (2 * sigma**2))
+    weights = weights / weights.sum()
+    channels = image.shape[1]
+    pad = kernel // 2
+    mode = "reflect" if min(image.shape[-2:]) > pad else "replicate"
+    padded = F.pad(image, (pad, pad, pad, pad), mode=mode)
+    horizontal = weights.view(1, 1, 1, kernel).repeat(channels, 1, 1, 1)
+    vertical = weights.view(1, 1, kernel, 1).repeat(channels, 1, 1, 1)
+    return F.conv2d(F.conv2d(padded, horizontal, groups=channels), vertical, groups=channels)
+
+
+def unsharp_mask(image: torch.Tensor, kernel: int, sigma: float, amount: float, threshold: float) -> torch.Tensor:
+    """Deforum's anti-blur: (1 + amount)·image − amount·blurred; threshold in 0..255 units."""
+    if amount == 0:
+        return image
+    blurred = gaussian_blur(image, kernel, sigma)
+    sharpened = ((amount + 1) * image - amount * blurred).clamp(0, 1)
+    if threshold > 0:
+        low_contrast = (image - blurred).abs() < threshold / 255.0
+        sharpened = torch.where(low_contrast, image, sharpened)
+    return sharpened

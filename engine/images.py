@@ -1,0 +1,91 @@
+"""Images as tensors: (1, 3, H, W) float32 in [0, 1] on the render device; load and save them.
+
+Frames are written atomically (a temporary name, then a rename), 8- or 16-bit PNG or 32-bit
+float TIFF, so a failed or interrupted write never leaves a half-written frame.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from engine.errors import DriftwaveError
+
+
+def from_array(array: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(H, W, 3) uint8/uint16/float RGB -> (1, 3, H, W) float32 in [0, 1]."""
+    if array.dtype == np.uint8:
+        scaled = array.astype(np.float32) / 255.0
+    elif array.dtype == np.uint16:
+        scaled = array.astype(np.float32) / 65535.0
+    else:
+        scaled = array.astype(np.float32)
+    return torch.from_numpy(np.ascontiguousarray(scaled)).permute(2, 0, 1).unsqueeze(0).to(device)
+
+
+def to_array(image: torch.Tensor, bits: int = 8) -> np.ndarray:
+    """(1, 3, H, W) in [0, 1] -> (H, W, 3) RGB array of ``bits`` per channel (32 = float32)."""
+    pixels = image.detach().clamp(0, 1)[0].permute(1, 2, 0).float().cpu().numpy()
+    if bits == 8:
+        return np.round(pixels * 255.0).astype(np.uint8)
+    if bits == 16:
+        return np.round(pixels * 65535.0).astype(np.uint16)
+    return pixels.astype(np.float32)
+
+
+def load_image(path: str | Path, size: tuple[int, int] | None = None, *, field: str = "image") -> np.ndarray:
+    """Read an image file as (H, W, 4) RGBA uint8, resized to ``size`` = (W, H) if given."""
+    path = Path(path)
+    if not path.is_file():
+        raise DriftwaveError(f"{path} does not exist", field=field, hint="give the path of an image file")
+    data = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if data is None:
+        raise DriftwaveError(f"{path} is not an image this program can read", field=field, hint="use PNG or JPEG")
+    if data.dtype == np.uint16:
+        data = (data / 257).astype(np.uint8)
+    if data.ndim == 2:
+        data = cv2.cvtColor(data, cv2.COLOR_GRAY2BGRA)
+    elif data.shape[2] == 3:
+        data = cv2.cvtColor(data, cv2.COLOR_BGR2BGRA)
+    rgba = cv2.cvtColor(data, cv2.COLOR_BGRA2RGBA)
+    if size is not None and (rgba.shape[1], rgba.shape[0]) != size:
+        rgba = cv2.resize(rgba, size, interpolation=cv2.INTER_AREA)
+    return rgba
+
+
+def write_image(image: torch.Tensor | np.ndarray, path: str | Path, *, bits: int = 8) -> Path:
+    """Write atomically: encode, write a hidden temporary file, then rename it into place."""
+    path = Path(path)
+    array = to_array(image, bits) if isinstance(image, torch.Tensor) else image
+    if bits == 32 and path.suffix.lower() not in (".tif", ".tiff", ".exr"):
+        path = path.with_suffix(".tiff")
+    bgr = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
+    ok, encoded = cv2.imencode(path.suffix or ".png", bgr)
+    if not ok:
+        raise DriftwaveError(f"cannot encode {path.name}", hint="use a .png file name")
+    temporary = path.with_name(f".{path.name}.part")
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(encoded.tobytes())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise DriftwaveError(
+            f"cannot write {path}: {error.strerror or error}",
+            hint="free some disk space or choose another outdir; finished frames are kept",
+        ) from None
+    return path
+
+
+def read_frame(path: str | Path, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Read a frame written by :func:`write_image` back as a tensor."""
+    data = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    if data is None:
+        raise DriftwaveError(f"cannot read frame {path}")
+    return from_array(cv2.cvtColor(data, cv2.COLOR_BGR2RGB), device)

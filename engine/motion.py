@@ -1,0 +1,128 @@
+"""Camera motion as one sampling grid per frame, applied with ``grid_sample`` on the device.
+
+2D motion follows Deforum's conventions, so imported files move as they did there: values are
+per frame; +translation_x moves the content right, +translation_y down; +angle turns it
+counter-clockwise on screen; zoom > 1 enlarges; rotation and zoom are about the transform
+centre. Per frame the translation comes first, then rotation/zoom, then the perspective flip
+(which, unlike Deforum, keeps the translation). Matrices map source pixels to destination
+pixels (OpenCV's forward convention); the grid holds their inverse.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class Motion2D:
+    """One frame's 2D motion (the schedule values at that frame)."""
+
+    angle: float = 0.0
+    zoom: float = 1.0
+    translation_x: float = 0.0
+    translation_y: float = 0.0
+    center_x: float = 0.5
+    center_y: float = 0.5
+    perspective: tuple[float, float, float, float] | None = None  # theta, phi, gamma, fv in degrees
+
+
+def translation_matrix(dx: float, dy: float) -> np.ndarray:
+    return np.array([[1.0, 0.0, dx], [0.0, 1.0, dy], [0.0, 0.0, 1.0]])
+
+
+def rotation_zoom_matrix(angle: float, zoom: float, cx: float, cy: float) -> np.ndarray:
+    """Counter-clockwise (on screen) by ``angle`` degrees and scaled by ``zoom`` about (cx, cy).
+
+    The same matrix as ``cv2.getRotationMatrix2D``.
+    """
+    a = math.radians(angle)
+    alpha, beta = zoom * math.cos(a), zoom * math.sin(a)
+    return np.array(
+        [
+            [alpha, beta, (1 - alpha) * cx - beta * cy],
+            [-beta, alpha, beta * cx + (1 - alpha) * cy],
+            [0.0, 0.0, 1.0],
+        ]
+    )
+
+
+def perspective_matrix(width: int, height: int, theta: float, phi: float, gamma: float, fv: float) -> np.ndarray:
+    """The image plane turned in 3D about its centre and seen by a pinhole camera.
+
+    theta rolls it (counter-clockwise on screen, like angle), phi tilts it (> 0: the top
+    recedes), gamma pans it (> 0: the right side recedes); ``fv`` is the field of view
+    across the diagonal, in degrees. Unturned, the plane maps onto itself.
+    """
+    cx, cy = width / 2.0, height / 2.0
+    focal = math.hypot(width, height) / 2.0 / math.tan(math.radians(max(min(fv, 179.0), 1.0)) / 2.0)
+    t, p, g = (math.radians(v) for v in (theta, phi, gamma))
+    roll = np.array([[math.cos(t), math.sin(t), 0], [-math.sin(t), math.cos(t), 0], [0, 0, 1]])
+    tilt = np.array([[1, 0, 0], [0, math.cos(p), math.sin(p)], [0, -math.sin(p), math.cos(p)]])
+    pan = np.array([[math.cos(g), 0, -math.sin(g)], [0, 1, 0], [math.sin(g), 0, math.cos(g)]])
+    r = pan @ tilt @ roll
+    # plane points (X, Y, 0) relative to the centre -> camera at z = -focal looking along +z
+    centered = np.array(
+        [
+            [focal * r[0, 0] + cx * r[2, 0], focal * r[0, 1] + cx * r[2, 1], cx * focal],
+            [focal * r[1, 0] + cy * r[2, 0], focal * r[1, 1] + cy * r[2, 1], cy * focal],
+            [r[2, 0], r[2, 1], focal],
+        ]
+    )
+    return centered @ translation_matrix(-cx, -cy) / focal
+
+
+def matrix_2d(motion: Motion2D, width: int, height: int) -> np.ndarray:
+    """Source -> destination homography of one frame: translate, rotate/zoom, perspective."""
+    cx, cy = motion.center_x * width, motion.center_y * height
+    matrix = rotation_zoom_matrix(motion.angle, motion.zoom, cx, cy) @ translation_matrix(
+        motion.translation_x, motion.translation_y
+    )
+    if motion.perspective is not None:
+        matrix = perspective_matrix(width, height, *motion.perspective) @ matrix
+    return matrix
+
+
+@lru_cache(maxsize=8)
+def _pixel_centres(height: int, width: int, device: str) -> torch.Tensor:
+    ys, xs = torch.meshgrid(
+        torch.arange(height, dtype=torch.float64, device=device),
+        torch.arange(width, dtype=torch.float64, device=device),
+        indexing="ij",
+    )
+    return torch.stack([xs, ys, torch.ones_like(xs)], dim=-1)  # (H, W, 3)
+
+
+def grid_from_matrix(matrix: np.ndarray, width: int, height: int, device: torch.device | str) -> torch.Tensor:
+    """For each destination pixel, where to sample the source: (1, H, W, 2) in [-1, 1]."""
+    inverse = torch.as_tensor(np.linalg.inv(matrix), dtype=torch.float64, device=device)
+    source = _pixel_centres(height, width, str(device)) @ inverse.T
+    xy = source[..., :2] / source[..., 2:3]
+    scale = torch.tensor([width, height], dtype=torch.float64, device=device)
+    return ((2.0 * xy + 1.0) / scale - 1.0).float().unsqueeze(0)
+
+
+def warp(image: torch.Tensor, grid: torch.Tensor, *, border: str = "replicate", mode: str = "bilinear") -> torch.Tensor:
+    """Resample ``image`` at ``grid``. border: replicate, wrap, reflection or zeros."""
+    if border == "wrap":
+        height, width = image.shape[-2:]
+        padded = F.pad(image, (1, 1, 1, 1), mode="circular")
+        scale = torch.tensor([width, height], dtype=grid.dtype, device=grid.device)
+        pixels = ((grid + 1.0) * scale - 1.0) / 2.0  # back to source pixel coordinates
+        pixels = torch.remainder(pixels + 0.5, scale) - 0.5 + 1.0  # wrap, then shift into the padding
+        padded_scale = scale + 2
+        grid = (2.0 * pixels + 1.0) / padded_scale - 1.0
+        return F.grid_sample(padded, grid, mode=mode, padding_mode="border", align_corners=False)
+    padding = {"replicate": "border", "border": "border", "reflection": "reflection", "zeros": "zeros"}[border]
+    return F.grid_sample(image, grid, mode=mode, padding_mode=padding, align_corners=False)
+
+
+def warp_2d(image: torch.Tensor, motion: Motion2D, *, border: str = "replicate") -> torch.Tensor:
+    height, width = image.shape[-2:]
+    grid = grid_from_matrix(matrix_2d(motion, width, height), width, height, image.device)
+    return warp(image, grid.to(image.dtype), border=border)
