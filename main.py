@@ -1,4 +1,4 @@
-"""Driftwave command line: `schedule`, `prompts`, `inspect`, `settings`, `import`.
+"""Driftwave command line: `render`, `schedule`, `prompts`, `inspect`, `settings`, `import`.
 
 User errors print one message (field, place, fix) and exit with code 2; never a traceback.
 Heavy libraries are imported inside the command that needs them.
@@ -39,6 +39,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="main.py", description="Driftwave: music-synced Deforum-style animation.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    render = commands.add_parser("render", help="render a preset to frames and a video")
+    render.add_argument("preset", help="preset file or name (see presets/)")
+    render.add_argument("--resume", metavar="TIMESTRING", help="continue that run from its last complete frame")
+    render.add_argument(
+        "--fallback-preview",
+        action="store_true",
+        help="if the model cannot be loaded, render with the preview backend (motion only) and say so",
+    )
+    _add_overrides(render)
+    render.set_defaults(run=run_render)
 
     schedule = commands.add_parser("schedule", help="evaluate a schedule string, one value per frame")
     schedule.add_argument("text", help='the schedule, e.g. "0:(sin(t)), 100:(4)"')
@@ -92,6 +103,77 @@ def _add_overrides(parser: argparse.ArgumentParser) -> None:
 
 
 # -- commands -------------------------------------------------------------------------------
+
+
+def run_render(args: argparse.Namespace) -> int:
+    from engine.backends import ModelLoadError, load_backend
+    from engine.render import render
+
+    preset = _load(args.preset, args.overrides)
+    settings = preset.settings
+    try:
+        backend = load_backend(settings.model)
+    except ModelLoadError as error:
+        if not args.fallback_preview:
+            raise
+        print(
+            f"note: {error.message}; rendering with the preview backend instead (motion only, no diffusion)",
+            file=sys.stderr,
+        )
+        settings = settings.model_copy(update={"model": settings.model.model_copy(update={"backend": "preview"})})
+        backend = load_backend(settings.model)
+    progress = ProgressLine()
+    try:
+        result = render(settings, backend=backend, resume=args.resume, on_event=progress)
+    except KeyboardInterrupt:
+        progress.finish()
+        timestring = progress.timestring or "<timestring>"
+        print(
+            f"interrupted; finished frames are kept. Resume with:\n  main.py render {args.preset} "
+            f"--resume {timestring}",
+            file=sys.stderr,
+        )
+        return 130
+    progress.finish()
+    print(f"{len(result.frames)} frames in {result.folder}")
+    if result.video:
+        print(f"video: {result.video}")
+    return 0
+
+
+class ProgressLine:
+    """Prints render events: a progress bar on a terminal, a line now and then otherwise."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+        self.timestring: str | None = None
+        self.last = 0.0
+
+    def __call__(self, event: dict) -> None:
+        import time
+
+        if event["type"] == "log":
+            self.finish()
+            print(event["message"], file=sys.stderr)
+            if "rendering to " in event["message"]:
+                self.timestring = Path(event["message"].split("rendering to ")[1].split(" with ")[0]).name
+        elif event["type"] == "progress":
+            frame, total, fps, eta = event["frame"], event["total"], event["fps"], event["eta_s"]
+            width = 30
+            filled = int(width * frame / total)
+            line = (
+                f"frame {frame}/{total} [{'#' * filled}{'.' * (width - filled)}] {fps:.2f} it/s"
+                f" ETA {int(eta or 0) // 60}:{int(eta or 0) % 60:02d}"
+            )
+            if self.tty:
+                print(f"\r{line}", end="", file=sys.stderr, flush=True)
+            elif time.monotonic() - self.last > 5 or frame == total:
+                print(line, file=sys.stderr)
+                self.last = time.monotonic()
+
+    def finish(self) -> None:
+        if self.tty:
+            print(file=sys.stderr)
 
 
 def run_schedule(args: argparse.Namespace) -> int:

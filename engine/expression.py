@@ -66,9 +66,10 @@ _COMPARISONS = {
 }
 
 # numpy counterparts of every numexpr function the translation can emit (scalar path)
+_NON_FINITE = {"_nan": np.nan, "_inf": np.inf}  # numexpr has no names for these: they travel as variables
 _SCALAR_NAMESPACE = {
     name: getattr(np, name) for name in {target for target, _ in FUNCTIONS.values()} - {"pow", "clip", "fract"}
-} | {"__builtins__": {}, "F": np.float64}
+} | {"__builtins__": {}, "F": np.float64, **_NON_FINITE}
 
 
 class Expression:
@@ -90,7 +91,7 @@ class Expression:
         """Values over ``length`` frames; array variables must have that length."""
         if self.constant is not None:
             return np.full(length, self.constant)
-        local = {name: variables[name] for name in self.names}
+        local = {name: variables[name] for name in self.names} | _NON_FINITE
         with np.errstate(all="ignore"):
             result = numexpr.evaluate(self.code, local_dict=local, global_dict={})
         return np.broadcast_to(np.asarray(result, dtype=np.float64), (length,)).copy()
@@ -189,7 +190,10 @@ class _Translator:
         method = getattr(self, f"visit_{type(node).__name__}", None)
         if method is None:
             raise self.fail(node, f"{_describe(node)} is not allowed in an expression", _ALLOWED_HINT)
-        return method(node)
+        code, kind = method(node)
+        if kind == "number" and not isinstance(node, ast.Constant | ast.Name) and not _has_variables(node):
+            code = _literal(_scalar_value(code))  # fold here, with numpy's rules, not Python's as numexpr would
+        return code, kind
 
     def number(self, node: ast.AST) -> str:
         code, kind = self.visit(node)
@@ -311,6 +315,24 @@ class _Translator:
                 code = f"{target}({code}, {arg})"
             return code, "number"
         return f"{target}({', '.join(args)})", "number"
+
+
+def _has_variables(node: ast.AST) -> bool:
+    functions = {id(n.func) for n in ast.walk(node) if isinstance(n, ast.Call)}
+    return any(isinstance(n, ast.Name) and n.id not in CONSTANTS and id(n) not in functions for n in ast.walk(node))
+
+
+def _scalar_value(code: str) -> float:
+    with np.errstate(all="ignore"):
+        return float(eval(_scalar_code(code), _SCALAR_NAMESPACE, {}))  # allow-listed AST only
+
+
+def _literal(value: float) -> str:
+    if np.isnan(value):
+        return "_nan"
+    if np.isinf(value):
+        return "_inf" if value > 0 else "(-_inf)"
+    return repr(value) if value >= 0 else f"({value!r})"
 
 
 _ALLOWED_HINT = "use numbers, + - * / ** % //, comparisons, and/or/not, x if c else y, and functions like sin(t)"

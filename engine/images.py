@@ -75,7 +75,8 @@ def write_image(image: torch.Tensor | np.ndarray, path: str | Path, *, bits: int
             os.fsync(handle.fileno())
         os.replace(temporary, path)
     except OSError as error:
-        temporary.unlink(missing_ok=True)
+        if temporary.is_file():
+            temporary.unlink()
         raise DriftwaveError(
             f"cannot write {path}: {error.strerror or error}",
             hint="free some disk space or choose another outdir; finished frames are kept",

@@ -32,6 +32,11 @@ class Plan:
     text_schedules: dict[str, TextSchedule] = field(default_factory=dict)
     prompts: PromptSchedule | None = None
     still_prompts: PromptSchedule | None = None
+    audio: dict[str, np.ndarray | float] = field(default_factory=dict)  # named variables, one value per frame
+
+    def scope_at(self, frame: int) -> dict[str, float]:
+        """The named variables' values at ``frame``, for per-frame prompt weights."""
+        return {name: float(value[frame]) if np.ndim(value) else float(value) for name, value in self.audio.items()}
 
 
 def audio_names(settings: Settings) -> set[str]:
@@ -62,7 +67,7 @@ def compile_plan(
     blend = settings.animation.blend
     scope = {name: np.zeros(timeline.frames) for name in names} | {"bpm": float(timeline.bpm or 0.0)}
     scope.update(variables or {})
-    plan = Plan(settings, timeline)
+    plan = Plan(settings, timeline, audio=scope)
     problems: list[DriftwaveError] = []
 
     def attempt(path: str, work) -> None:

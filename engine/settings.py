@@ -78,7 +78,7 @@ class AnimationSettings(Group):
         description="None renders stills; 2D/3D move the canvas; Video Input restyles a video; "
         "Interpolation blends between the keyed prompts",
     )
-    max_frames: int = Field(120, ge=1, description="number of frames to render (2D/3D)")
+    max_frames: int = Field(120, ge=1, le=1_000_000, description="number of frames to render (2D/3D)")
     fps: float = Field(15, gt=0, le=240, description="frames per second of the video; `s` and `2.5s` keyframes use it")
     border: Literal["replicate", "wrap"] = Field(
         "replicate",
@@ -201,7 +201,7 @@ class DepthSettings(Group):
 
 class VideoInputSettings(Group):
     video_init_path: str = path("", "video to restyle (Video Input mode) or drive hybrid video")
-    extract_nth_frame: int = Field(1, ge=1, description="use every N-th frame of the video")
+    extract_nth_frame: int = Field(1, ge=1, le=100_000, description="use every N-th frame of the video")
     extract_from_frame: int = Field(0, ge=0, description="first video frame to use")
     extract_to_frame: int = Field(-1, ge=-1, description="last video frame to use (-1 = to the end)")
     overwrite_extracted_frames: bool = Field(False, description="re-extract the frames on every run")
@@ -253,7 +253,9 @@ class HybridSettings(Group):
 
 class InterpolationSettings(Group):
     interpolate_key_frames: bool = Field(False, description="Interpolation: use the prompts' frame numbers as spacing")
-    interpolate_x_frames: int = Field(4, ge=0, description="Interpolation: frames between prompts when not keyed")
+    interpolate_x_frames: int = Field(
+        4, ge=0, le=10_000, description="Interpolation: frames between prompts when not keyed"
+    )
 
 
 class ResumeSettings(Group):
@@ -285,8 +287,8 @@ class SaveSettings(Group):
 
 
 class BatchSettings(Group):
-    n_batch: int = Field(1, ge=1, description="None mode: batches per prompt")
-    n_samples: int = Field(1, ge=1, description="None mode: images per batch")
+    n_batch: int = Field(1, ge=1, le=10_000, description="None mode: batches per prompt")
+    n_samples: int = Field(1, ge=1, le=64, description="None mode: images per batch")
     batch_name: str = Field("driftwave", min_length=1, description="folder name of the run under outdir")
     filename_format: str = Field(
         "{index:06d}.png", description="frame file names: {index}, {timestring}, {seed}, {prompt} placeholders"
@@ -294,13 +296,14 @@ class BatchSettings(Group):
     seed_behavior: Literal["iter", "fixed", "random", "ladder", "alternate", "schedule"] = Field(
         "iter", description="how the seed changes per frame: iter +1, fixed, random, ladder, alternate, schedule"
     )
-    seed_iter_N: int = Field(1, ge=1, description="iter: frames each seed is kept for")
+    seed_iter_N: int = Field(1, ge=1, le=1_000_000, description="iter: frames each seed is kept for")
     seed_schedule: ScheduleText = schedule(
-        '0:(seed), 1:(-1), "max_f-2":(-1), "max_f-1":(seed)',
-        "seed per frame when seed_behavior is schedule (`seed` is the starting seed, -1 random)",
+        "0:(seed)",
+        "seed per frame when seed_behavior is schedule: `seed` is the starting seed, -1 a random one; "
+        'e.g. 0:(seed), 1:(-1), "max_f-1":(seed) for a loop',
     )
     make_grid: bool = Field(False, description="None mode: also save a grid of the images")
-    grid_rows: int = Field(2, ge=1, description="rows of that grid")
+    grid_rows: int = Field(2, ge=1, le=64, description="rows of that grid")
     outdir: str = Field("outputs", description="where runs are written: <outdir>/<batch_name>/<timestring>/")
 
 
@@ -425,8 +428,14 @@ class ModelSettings(Group):
         "diffusers", description="diffusers: Stable Diffusion; tiny: random test weights; preview: motion only"
     )
     model: str = path("stabilityai/sd-turbo", "checkpoint: hub id, diffusers folder or .safetensors file")
+    single_file_config: str = path("", "for a single-file checkpoint: a diffusers folder or hub id with its configs")
     device: str = Field("auto", description="auto, cuda, cuda:1, mps or cpu")
-    dtype: Literal["auto", "float16", "bfloat16", "float32"] = Field("auto", description="weights precision")
+    dtype: Literal["auto", "float16", "bfloat16", "float32"] = Field(
+        "auto", description="weights precision (auto: float16 on a GPU, float32 on the CPU)"
+    )
+    attention_slicing: bool = Field(False, description="compute attention in slices: less GPU memory, slower")
+    vae_tiling: bool = Field(False, description="decode in tiles: large images on small GPUs")
+    cpu_offload: bool = Field(False, description="keep idle model parts in CPU memory (CUDA only)")
 
 
 class PromptingSettings(Group):

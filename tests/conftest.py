@@ -16,9 +16,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".numba-cache"))
 os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ["XDG_CACHE_HOME"] = str(ROOT / ".test-cache")  # the tiny model is built here once
+
+import torch  # noqa: E402
+
+torch.set_num_threads(1)  # 1 vs 2 threads differ in the last bits: keep runs comparable
 
 
-class NetworkBlocked(RuntimeError):
+class NetworkBlocked(OSError):
     pass
 
 

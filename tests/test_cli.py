@@ -104,3 +104,81 @@ def test_settings_lists_every_section():
 def test_no_arguments_prints_help():
     result = run_cli()
     assert result.returncode == 0 and "schedule" in result.stdout and "import" in result.stdout
+
+
+# -- render ---------------------------------------------------------------------------------------------
+
+SMALL = ["--set", "W=64", "--set", "H=64", "--set", "max_frames=8"]
+
+
+def test_render_with_preview_writes_frames_and_video(tmp_path: Path):
+    result = run_cli("render", "demo", "--set", "backend=preview", "--set", f"outdir={tmp_path}", *SMALL)
+    assert result.returncode == 0, result.stderr
+    assert "8 frames in" in result.stdout and "video:" in result.stdout
+    assert "frame 8/8" in result.stderr and "it/s" in result.stderr
+
+
+def test_render_falls_back_to_preview_when_asked_and_says_so(tmp_path: Path):
+    result = run_cli("render", "demo", "--fallback-preview", "--set", f"outdir={tmp_path}", *SMALL)
+    assert result.returncode == 0, result.stderr
+    assert "stabilityai/sd-turbo is not downloaded" in result.stderr
+    assert "rendering with the preview backend instead" in result.stderr
+    settings_toml = next(tmp_path.glob("driftwave/*/settings.toml")).read_text()
+    assert 'backend = "preview"' in settings_toml and "Rendered with: preview" in settings_toml
+
+
+def test_render_without_model_access_is_one_clear_error(tmp_path: Path):
+    result = run_cli("render", "demo", "--set", f"outdir={tmp_path}", *SMALL)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "huggingface.co cannot be reached" in result.stderr and "backend=preview" in result.stderr
+    assert not tmp_path.joinpath("driftwave").exists()
+
+
+def test_ctrl_c_keeps_frames_and_prints_the_resume_command(tmp_path: Path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+
+    args = [
+        "render",
+        "demo",
+        "--set",
+        "backend=tiny",
+        "--set",
+        f"outdir={tmp_path}",
+        "--set",
+        "W=64",
+        "--set",
+        "H=64",
+        "--set",
+        "max_frames=60",
+        "--set",
+        "steps=8",
+        "--set",
+        "diffusion_cadence=1",
+    ]
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "main.py"), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob("driftwave/*/frames/000003.png")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "Resume with:" in stderr and "Traceback" not in stderr
+    folder = next(tmp_path.glob("driftwave/*"))
+    done = sorted(folder.glob("frames/*.png"))
+    assert 4 <= len(done) < 60 and not list(folder.glob("frames/.*"))  # no half-written frame
+    timestring = stderr.split("--resume ")[1].split()[0]
+    resumed = run_cli(*args, "--resume", timestring, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming at frame" in resumed.stderr and "60 frames in" in resumed.stdout

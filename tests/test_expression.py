@@ -108,7 +108,6 @@ def test_constant_expressions_are_folded():
         "sin(*t)",
         "sin(x=t)",
         "1e999",
-        "10**400 + t",
         "unknown + 1",
         "True",
         "None",

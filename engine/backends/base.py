@@ -1,0 +1,46 @@
+"""The one interface every backend implements: a request in, an image out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+
+from engine.errors import DriftwaveError
+from engine.prompts import FramePrompt
+
+
+class ModelLoadError(DriftwaveError):
+    """The configured model cannot be loaded (missing, unreachable, wrong format)."""
+
+
+@dataclass
+class GenerationRequest:
+    """One image to make. ``strength`` is Deforum's: the share of ``init`` kept (0 = a new image)."""
+
+    prompt: FramePrompt
+    seed: int
+    width: int
+    height: int
+    steps: int = 25
+    cfg: float = 7.0
+    sampler: str = "euler_a"
+    init: torch.Tensor | None = None  # (1, 3, H, W) in [0, 1]
+    strength: float = 0.0
+    mask: torch.Tensor | None = None  # (1, 1, H, W): 1 keeps the init, 0 diffuses
+    noise_multiplier: float = 1.0
+    ddim_eta: float = 0.0
+    clip_skip: int = 1
+    subseed: int = -1
+    subseed_strength: float = 0.0
+    threshold: tuple[float, float] = (0.0, 0.0)  # (dynamic percentile, static max); 0 = off
+
+
+class Backend(Protocol):
+    name: str  # what produced the frames, recorded in settings.toml
+    device: torch.device
+
+    def generate(self, request: GenerationRequest) -> torch.Tensor:
+        """The image, (1, 3, H, W) in [0, 1] on ``device``."""
+        ...

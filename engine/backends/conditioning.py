@@ -1,0 +1,119 @@
+"""Prompt conditioning for CLIP text encoders: each text encoded once, blended per frame.
+
+A sub-prompt's tokens are encoded in 75-token chunks (A1111's layout: ``BREAK`` starts a new
+chunk, longer prompts get more chunks); the hidden states are cached by the text. Per frame
+the emphasis multipliers scale each token's embedding, the mean is restored (A1111's
+"original" emphasis), and the sub-prompts are averaged by their weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from engine.prompts import FramePrompt, SubPrompt
+
+CHUNK = 75  # tokens between the start and end tokens of one 77-token window
+
+
+@dataclass
+class Encoded:
+    hidden: torch.Tensor  # (1, 77 * chunks, C)
+    chunk_of_token: torch.Tensor  # (77 * chunks,) index into the sub-prompt's chunks, -1 for special tokens
+
+
+class TextConditioner:
+    def __init__(self, tokenizer, text_encoder, device: torch.device, dtype: torch.dtype) -> None:
+        self.tokenizer = tokenizer
+        self.text_encoder = text_encoder
+        self.device = device
+        self.dtype = dtype
+        self._cache: dict[tuple, Encoded] = {}
+
+    def frame_embeddings(self, frame: FramePrompt, clip_skip: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """(positive, negative) prompt embeddings of one frame, padded to the same length."""
+        positive = self._side(frame, frame.positive, clip_skip)
+        negative = self._side(frame, frame.negative, clip_skip)
+        length = max(positive.shape[1], negative.shape[1])
+        return self._pad(positive, length, clip_skip), self._pad(negative, length, clip_skip)
+
+    def cached_texts(self) -> int:
+        return len(self._cache)
+
+    def _side(self, frame: FramePrompt, entries: list[tuple[SubPrompt, float]], clip_skip: int) -> torch.Tensor:
+        total = sum(weight for _, weight in entries)
+        if not entries or total <= 0:
+            return self._encode_runs((("", 1.0, False),), clip_skip).hidden
+        embeddings = []
+        for sub, weight in entries:
+            runs = tuple((text, mult, mult == -1.0) for text, mult in frame.emphasis(sub))
+            encoded = self._encode_runs(runs, clip_skip)
+            embeddings.append((self._emphasised(encoded, [mult for _, mult, _ in runs]), weight / total))
+        length = max(e.shape[1] for e, _ in embeddings)
+        return sum(self._pad(e, length, clip_skip) * w for e, w in embeddings)
+
+    def _emphasised(self, encoded: Encoded, multipliers: list[float]) -> torch.Tensor:
+        if all(m in (1.0, -1.0) for m in multipliers):
+            return encoded.hidden
+        table = torch.tensor([1.0 if m == -1.0 else m for m in multipliers] + [1.0], device=self.device)
+        per_token = table[encoded.chunk_of_token].to(encoded.hidden.dtype)  # index -1 -> the final 1.0
+        original_mean = encoded.hidden.float().mean()
+        scaled = encoded.hidden * per_token.view(1, -1, 1)
+        return scaled * (original_mean / scaled.float().mean()).to(scaled.dtype)
+
+    def _pad(self, embedding: torch.Tensor, length: int, clip_skip: int) -> torch.Tensor:
+        if embedding.shape[1] == length:
+            return embedding
+        empty = self._encode_runs((("", 1.0, False),), clip_skip).hidden
+        repeats = (length - embedding.shape[1]) // empty.shape[1]
+        return torch.cat([embedding, *([empty] * repeats)], dim=1)
+
+    def _encode_runs(self, runs: tuple[tuple[str, float, bool], ...], clip_skip: int) -> Encoded:
+        key = (tuple((text, is_break) for text, _, is_break in runs), clip_skip)
+        if key not in self._cache:
+            ids, owners = self._tokenize(runs)
+            hidden = torch.cat([self._encode_window(window, clip_skip) for window in ids], dim=1)
+            flat = [owner for window in owners for owner in window]
+            self._cache[key] = Encoded(hidden, torch.tensor(flat, device=self.device))
+        return self._cache[key]
+
+    def _tokenize(self, runs) -> tuple[list[list[int]], list[list[int]]]:
+        """77-token windows of ids, and for each token the run it came from (-1: special)."""
+        bos, eos = self.tokenizer.bos_token_id, self.tokenizer.eos_token_id
+        windows: list[list[int]] = []
+        owners: list[list[int]] = []
+        current: list[int] = []
+        current_owner: list[int] = []
+
+        def close() -> None:
+            padding = CHUNK - len(current)
+            windows.append([bos, *current, *([eos] * (padding + 1))])
+            owners.append([-1, *current_owner, *([-1] * (padding + 1))])
+            current.clear()
+            current_owner.clear()
+
+        for index, (text, _, is_break) in enumerate(runs):
+            if is_break:
+                close()
+                continue
+            for token in self.tokenizer(text, add_special_tokens=False, truncation=False).input_ids:
+                if len(current) == CHUNK:
+                    close()
+                current.append(token)
+                current_owner.append(index)
+        if current or not windows:
+            close()
+        return windows, owners
+
+    @torch.no_grad()
+    def _encode_window(self, ids: list[int], clip_skip: int) -> torch.Tensor:
+        tokens = torch.tensor([ids], device=self.device)
+        if clip_skip <= 1:
+            hidden = self.text_encoder(tokens)[0]
+        else:
+            output = self.text_encoder(tokens, output_hidden_states=True)
+            layer = output.hidden_states[-clip_skip]
+            model = getattr(self.text_encoder, "text_model", self.text_encoder)  # transformers 4 nests it
+            hidden = model.final_layer_norm(layer)
+        return hidden.to(self.dtype)

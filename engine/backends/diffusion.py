@@ -1,0 +1,267 @@
+"""Stable Diffusion through diffusers: load a checkpoint, then txt2img or img2img per frame.
+
+The loop reads like a diffusers pipeline (encode prompt -> prepare latents -> denoise ->
+decode) and uses the library's parts, but owns the steps Deforum needs and the stock
+pipelines hide: Deforum's strength, the img2img noise multiplier, subseeds, latent masks,
+per-frame samplers and blended prompt embeddings.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+
+from engine.backends.base import GenerationRequest, ModelLoadError
+from engine.backends.conditioning import TextConditioner
+from engine.backends.schedulers import make_scheduler
+
+
+def pick_device(requested: str | None) -> torch.device:
+    if requested and requested != "auto":
+        return torch.device(requested)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def pick_dtype(requested: str, device: torch.device) -> torch.dtype:
+    if requested != "auto":
+        return getattr(torch, requested)
+    return torch.float16 if device.type in ("cuda", "mps") else torch.float32
+
+
+class DiffusionBackend:
+    def __init__(self, pipeline, model_settings, device: torch.device, dtype: torch.dtype, label: str) -> None:
+        self.name = f"diffusers ({label})"
+        self.device = device
+        self.dtype = dtype
+        self.unet = pipeline.unet
+        self.vae = pipeline.vae
+        self.scheduler_config = dict(pipeline.scheduler.config)
+        self.conditioner = TextConditioner(pipeline.tokenizer, pipeline.text_encoder, device, dtype)
+        self.latent_channels = self.unet.config.in_channels
+        self.vae_scale = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        self._schedulers: dict[tuple, object] = {}
+
+    @classmethod
+    def load(cls, model: str, model_settings, *, device: str | None = None, label: str | None = None):
+        """Load ``model`` (hub id, diffusers folder or single file) onto the device."""
+        target = pick_device(device or model_settings.device)
+        dtype = pick_dtype(model_settings.dtype, target)
+        _quiet_progress_bars()
+        pipeline = load_pipeline(model, dtype=dtype, config=model_settings.single_file_config)
+        if "xl" in type(pipeline).__name__.lower():
+            raise ModelLoadError(
+                f"{model} is an SDXL checkpoint; this version renders Stable Diffusion 1.x/2.x checkpoints",
+                field="model.model",
+                hint="choose an SD 1.5/2.1 or sd-turbo checkpoint",
+            )
+        pipeline.to(target)
+        if model_settings.attention_slicing:
+            pipeline.enable_attention_slicing()
+        if model_settings.vae_tiling:
+            pipeline.vae.enable_tiling()
+        if model_settings.cpu_offload and target.type == "cuda":
+            pipeline.enable_model_cpu_offload()
+        if dtype == torch.float16 and pipeline.vae.config.get("force_upcast", False):
+            pipeline.vae.to(torch.float32)  # SD 1.x VAEs overflow in fp16
+        return cls(pipeline, model_settings, target, dtype, label or model)
+
+    @torch.no_grad()
+    def generate(self, request: GenerationRequest) -> torch.Tensor:
+        positive, negative = self.conditioner.frame_embeddings(request.prompt, request.clip_skip)
+        guidance_embedding = self._guidance_embedding(request.cfg)
+        classifier_free = request.cfg > 1.0 and guidance_embedding is None
+        embeddings = torch.cat([negative, positive]) if classifier_free else positive
+
+        scheduler = self._scheduler(request.sampler, request.threshold)
+        scheduler.set_timesteps(request.steps, device=self.device)
+        timesteps = scheduler.timesteps
+        noise = self._noise(request)
+        init_latents = None
+        if request.init is not None and request.strength > 0:
+            denoise = 1.0 - min(request.strength, 1.0)
+            kept_steps = min(int(request.steps * denoise), request.steps)
+            if kept_steps == 0:
+                return request.init.to(self.device).clamp(0, 1)  # so little strength left that no step runs
+            start = (request.steps - kept_steps) * scheduler.order
+            timesteps = timesteps[start:]
+            if hasattr(scheduler, "set_begin_index"):
+                scheduler.set_begin_index(start)
+            init_latents = self._encode(request.init, request.seed)
+            latents = scheduler.add_noise(init_latents, noise * request.noise_multiplier, timesteps[:1])
+        else:
+            latents = noise * scheduler.init_noise_sigma
+        keep = self._latent_mask(request.mask) if init_latents is not None else None
+
+        extra = self._step_kwargs(scheduler, request)
+        for index, timestep in enumerate(timesteps):
+            model_input = torch.cat([latents] * 2) if classifier_free else latents
+            model_input = scheduler.scale_model_input(model_input, timestep)
+            noise_prediction = self.unet(
+                model_input,
+                timestep,
+                encoder_hidden_states=embeddings,
+                timestep_cond=guidance_embedding,
+                return_dict=False,
+            )[0]
+            if classifier_free:
+                unconditional, conditional = noise_prediction.chunk(2)
+                noise_prediction = unconditional + request.cfg * (conditional - unconditional)
+            latents = scheduler.step(noise_prediction, timestep, latents, **extra, return_dict=False)[0]
+            if keep is not None:
+                following = timesteps[index + 1 : index + 2]
+                reference = scheduler.add_noise(init_latents, noise, following) if len(following) else init_latents
+                latents = keep * reference + (1 - keep) * latents
+        return self._decode(latents)
+
+    # -- steps of the loop --------------------------------------------------------------------------
+
+    def _scheduler(self, name: str, threshold: tuple[float, float]):
+        key = (name, threshold)
+        if key not in self._schedulers:
+            self._schedulers[key] = make_scheduler(name, self.scheduler_config, threshold=threshold)
+        return self._schedulers[key]
+
+    def _noise(self, request: GenerationRequest) -> torch.Tensor:
+        """Seeded on the CPU so a seed gives the same image on every device."""
+        shape = (1, self.latent_channels, request.height // self.vae_scale, request.width // self.vae_scale)
+        noise = torch.randn(shape, generator=torch.Generator().manual_seed(request.seed), dtype=torch.float32)
+        if request.subseed_strength > 0 and request.subseed >= 0:
+            other = torch.randn(shape, generator=torch.Generator().manual_seed(request.subseed), dtype=torch.float32)
+            noise = slerp(request.subseed_strength, noise, other)
+        return noise.to(self.device, self.dtype)
+
+    def _encode(self, image: torch.Tensor, seed: int) -> torch.Tensor:
+        pixels = (image.to(self.device, self.vae.dtype) * 2 - 1).clamp(-1, 1)
+        distribution = self.vae.encode(pixels).latent_dist
+        latents = distribution.sample(generator=torch.Generator().manual_seed(seed + 1))
+        return (latents * self.vae.config.scaling_factor).to(self.dtype)
+
+    def _decode(self, latents: torch.Tensor) -> torch.Tensor:
+        latents = latents.to(self.vae.dtype) / self.vae.config.scaling_factor
+        image = self.vae.decode(latents, return_dict=False)[0]
+        return (image.float() / 2 + 0.5).clamp(0, 1)
+
+    def _latent_mask(self, mask: torch.Tensor | None) -> torch.Tensor | None:
+        if mask is None:
+            return None
+        size = (mask.shape[-2] // self.vae_scale, mask.shape[-1] // self.vae_scale)
+        return torch.nn.functional.interpolate(mask.to(self.device, self.dtype), size=size, mode="area")
+
+    def _step_kwargs(self, scheduler, request: GenerationRequest) -> dict:
+        accepted = scheduler.step.__code__.co_varnames
+        extra = {}
+        if "eta" in accepted:
+            extra["eta"] = request.ddim_eta
+        if "generator" in accepted:
+            extra["generator"] = torch.Generator().manual_seed(request.seed + 2)
+        return extra
+
+    def _guidance_embedding(self, cfg: float) -> torch.Tensor | None:
+        """LCM-distilled UNets take the guidance scale as an embedding instead of two passes."""
+        dimension = self.unet.config.get("time_cond_proj_dim")
+        if dimension is None:
+            return None
+        w = torch.tensor([cfg - 1.0]) * 1000.0
+        half = dimension // 2
+        frequencies = torch.exp(torch.arange(half) * -(math.log(10000.0) / (half - 1)))
+        angles = w[:, None] * frequencies[None, :]
+        embedding = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+        if dimension % 2:
+            embedding = torch.nn.functional.pad(embedding, (0, 1))
+        return embedding.to(self.device, self.dtype)
+
+
+def slerp(t: float, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation between two noise tensors (A1111's subseed mixing)."""
+    a_unit, b_unit = a / a.norm(), b / b.norm()
+    dot = (a_unit * b_unit).sum().clamp(-1, 1)
+    if dot.abs() > 0.9995:
+        return (1 - t) * a + t * b
+    omega = torch.acos(dot)
+    return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
+
+
+# -- loading -------------------------------------------------------------------------------------
+
+
+def load_pipeline(model: str, *, dtype: torch.dtype, config: str = ""):
+    """A diffusers pipeline from a hub id, a diffusers folder or a single .safetensors/.ckpt file."""
+    from diffusers import DiffusionPipeline, StableDiffusionPipeline
+
+    path = Path(model).expanduser()
+    try:
+        if path.is_file():
+            if path.suffix.lower() not in (".safetensors", ".ckpt"):
+                raise ModelLoadError(
+                    f"{path.name} is not a checkpoint",
+                    field="model.model",
+                    hint="use a .safetensors or .ckpt file, a diffusers folder or a Hugging Face id",
+                )
+            options = {"config": config} if config else {}
+            return StableDiffusionPipeline.from_single_file(str(path), dtype=dtype, **options)
+        if path.is_dir():
+            return DiffusionPipeline.from_pretrained(str(path), dtype=dtype, safety_checker=None)
+        if model.startswith((".", "/", "~")) or model.count("/") > 1 or path.suffix in (".safetensors", ".ckpt"):
+            raise ModelLoadError(
+                f"{model} does not exist",
+                field="model.model",
+                hint="check the path, or render with --set backend=preview to see the motion without a model",
+            )
+        return _from_hub(model, dtype)
+    except ModelLoadError:
+        raise
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as error:
+        raise ModelLoadError(
+            f"cannot load {model}: {str(error).splitlines()[0]}",
+            field="model.model",
+            hint="point model.model at a Stable Diffusion checkpoint, or render with --set backend=preview",
+        ) from None
+
+
+def _from_hub(model_id: str, dtype: torch.dtype):
+    from diffusers import DiffusionPipeline
+
+    try:
+        return DiffusionPipeline.from_pretrained(model_id, dtype=dtype, safety_checker=None, local_files_only=True)
+    except (OSError, ValueError):
+        pass  # not downloaded yet
+    if os.environ.get("HF_HUB_OFFLINE") == "1" or not hub_reachable():
+        raise ModelLoadError(
+            f"{model_id} is not downloaded and huggingface.co cannot be reached from here",
+            field="model.model",
+            hint="download it on a connected machine (huggingface-cli download), point model.model at a local "
+            "checkpoint, or render with --set backend=preview",
+        )
+    return DiffusionPipeline.from_pretrained(model_id, dtype=dtype, safety_checker=None)
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname or "huggingface.co"
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _quiet_progress_bars() -> None:
+    import warnings
+
+    from diffusers.utils import logging as diffusers_logging
+
+    warnings.filterwarnings("ignore", module="torchsde")  # float rounding notes from the SDE samplers
+    from transformers.utils import logging as transformers_logging
+
+    diffusers_logging.disable_progress_bar()
+    diffusers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+    transformers_logging.set_verbosity_error()

@@ -1,0 +1,152 @@
+"""A run's folder: ``<outdir>/<batch_name>/<timestring>/`` with settings, frames, state, video.
+
+Frames and state are written atomically. ``state.json`` (plus ``state/*.pt`` tensors) holds
+what the loop needs to continue exactly where it stopped, so ``--resume`` reproduces the
+frames an uninterrupted run makes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engine.errors import DriftwaveError, SettingsError
+
+STATE_VERSION = 1
+
+
+def new_timestring() -> str:
+    return time.strftime("%Y%m%d%H%M%S")
+
+
+class RunFolder:
+    def __init__(self, root: Path, timestring: str, filename_format: str) -> None:
+        self.root = root
+        self.timestring = timestring
+        self.filename_format = filename_format
+        self.frames = root / "frames"
+        self.state_dir = root / "state"
+
+    @classmethod
+    def create(cls, outdir: str, batch_name: str, filename_format: str, timestring: str | None = None) -> RunFolder:
+        check_filename_format(filename_format)
+        timestring = timestring or new_timestring()
+        root = Path(outdir).expanduser() / batch_name / timestring
+        while root.exists():  # two runs in one second: never write into another run
+            timestring = str(int(timestring) + 1)
+            root = root.with_name(timestring)
+        try:
+            (root / "frames").mkdir(parents=True)
+            probe = root / ".write-test"
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        except OSError as error:
+            raise DriftwaveError(
+                f"cannot write to {root}: {error.strerror or error}",
+                field="batch.outdir",
+                hint="set batch.outdir to a folder you can write to",
+            ) from None
+        return cls(root, timestring, filename_format)
+
+    @classmethod
+    def find(cls, outdir: str, batch_name: str, timestring: str, filename_format: str) -> RunFolder:
+        root = Path(outdir).expanduser() / batch_name / timestring
+        if not (root / "state.json").exists():
+            runs = sorted(p.name for p in root.parent.glob("*/state.json")) if root.parent.exists() else []
+            hint = (
+                f"runs of {batch_name}: {', '.join(Path(r).parent.name for r in runs)}"
+                if runs
+                else (f"no resumable runs under {root.parent}")
+            )
+            raise DriftwaveError(f"there is no run {timestring} to resume in {root.parent}", hint=hint)
+        return cls(root, timestring, filename_format)
+
+    def frame_path(self, index: int, *, seed: int = 0, prompt: str = "") -> Path:
+        name = self.filename_format.format(index=index, timestring=self.timestring, seed=seed, prompt=_safe(prompt))
+        return self.frames / name
+
+    def written_frames(self) -> list[Path]:
+        return sorted(p for p in self.frames.iterdir() if p.is_file() and not p.name.startswith("."))
+
+    def save_state(self, state: dict[str, Any], tensors: dict[str, torch.Tensor | None]) -> None:
+        """Write the tensors, then state.json naming them: a crash in between keeps the old state."""
+        self.state_dir.mkdir(exist_ok=True)
+        names = {}
+        for name, tensor in tensors.items():
+            if tensor is None:
+                continue
+            path = self.state_dir / f"{name}-{state['next_group']}.pt"
+            temporary = path.with_name(f".{path.name}.part")
+            torch.save(tensor.detach().cpu(), temporary)
+            os.replace(temporary, path)
+            names[name] = path.name
+        document = {"version": STATE_VERSION, **state, "tensors": names}
+        temporary = self.root / ".state.json.part"
+        temporary.write_text(json.dumps(document, indent=1))
+        os.replace(temporary, self.root / "state.json")
+        for stale in self.state_dir.glob("*.pt"):
+            if stale.name not in names.values():
+                stale.unlink(missing_ok=True)
+
+    def load_state(self, device: torch.device) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+        state = json.loads((self.root / "state.json").read_text())
+        if state.get("version") != STATE_VERSION:
+            raise DriftwaveError(f"{self.root} was written by another version of Driftwave and cannot be resumed")
+        tensors = {
+            name: torch.load(self.state_dir / file, map_location=device, weights_only=True)
+            for name, file in state.get("tensors", {}).items()
+        }
+        return state, tensors
+
+
+def check_filename_format(filename_format: str) -> None:
+    try:
+        name = filename_format.format(index=1, timestring="20260101000000", seed=1, prompt="a")
+    except (KeyError, IndexError, ValueError) as error:
+        raise SettingsError(
+            f"filename_format {filename_format!r} cannot be filled in ({error})",
+            field="batch.filename_format",
+            hint="use the placeholders {index}, {timestring}, {seed} and {prompt}, e.g. {index:06d}.png",
+        ) from None
+    if "/" in name or not Path(name).suffix:
+        raise SettingsError(
+            f"filename_format {filename_format!r} must name a file with an extension",
+            field="batch.filename_format",
+            hint="e.g. {index:06d}.png",
+        )
+    if "{index" not in filename_format:
+        raise SettingsError(
+            "filename_format needs {index} so frames do not overwrite each other",
+            field="batch.filename_format",
+            hint="e.g. {index:06d}.png",
+        )
+
+
+def _safe(text: str) -> str:
+    return re.sub(r"[^\w\-]+", "_", text)[:80].strip("_")
+
+
+@contextmanager
+def deferred_interrupt() -> Iterator[None]:
+    """Let Ctrl-C wait until the block (writing a frame and the state) is done."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda number, frame: received.append(number))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if received:
+            raise KeyboardInterrupt

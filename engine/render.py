@@ -1,0 +1,470 @@
+"""The animation loop: modes, cadence, seeds, resume, outputs.
+
+Per diffused frame the loop reads top to bottom as Deforum's does: warp the previous image,
+keep its colours, add contrast and grain, generate at the frame's strength, seed and prompt,
+then write the frames of the cadence group (cross-fades of the previous and new image, both
+warped along the motion). Everything per frame was compiled before the first one (plan).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from engine import coherence
+from engine.backends import Backend, GenerationRequest, load_backend
+from engine.errors import DriftwaveError, collecting_notices, notify
+from engine.images import from_array, load_image, write_image
+from engine.motion import Motion2D, warp_2d
+from engine.outputs import RunFolder, deferred_interrupt
+from engine.plan import Plan, compile_plan
+from engine.presets import save_preset
+from engine.samplers import canonical_sampler
+from engine.seeds import pick_seed, seed_at
+from engine.settings import Settings
+from engine.video import write_gif, write_video
+
+Event = dict[str, Any]
+SUPPORTED_MODES = ("None", "2D", "Interpolation")
+
+
+@dataclass
+class RenderResult:
+    folder: Path
+    frames: list[Path]
+    video: Path | None
+    settings: Settings
+    outputs: list[Path] = field(default_factory=list)
+
+
+class Interrupted(DriftwaveError):
+    """The run was stopped on request; its state is saved and it can be resumed."""
+
+
+def render(
+    settings: Settings,
+    *,
+    backend: Backend | None = None,
+    resume: str | None = None,
+    on_event: Callable[[Event], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    timestring: str | None = None,
+) -> RenderResult:
+    """Render ``settings``; ``resume`` continues the run with that timestring."""
+    emit = on_event or (lambda event: None)
+    if resume or settings.resume.resume_from_timestring:
+        resume = resume or settings.resume.resume_timestring
+        run = RunFolder.find(settings.batch.outdir, settings.batch.batch_name, resume, settings.batch.filename_format)
+        settings = _resumed_settings(run, settings)
+    else:
+        run = None
+    if settings.sampling.seed == -1:
+        settings = settings.model_copy(update={"sampling": settings.sampling.model_copy(update={"seed": pick_seed()})})
+    if settings.animation.animation_mode == "Interpolation":  # its length comes from the prompts' keys
+        with collecting_notices():  # keys past max_frames are expected here
+            frames = interpolation_length(settings, compile_plan(settings))
+        settings = settings.model_copy(
+            update={"animation": settings.animation.model_copy(update={"max_frames": frames})}
+        )
+    plan = compile_plan(settings)
+    preflight(settings)
+    backend = backend or load_backend(settings.model)
+    if run is None:
+        run = RunFolder.create(
+            settings.batch.outdir, settings.batch.batch_name, settings.batch.filename_format, timestring
+        )
+        _write_settings(run, settings, backend)
+    emit({"type": "log", "message": f"rendering to {run.root} with {backend.name}"})
+    loop = Loop(settings, plan, backend, run, emit, should_stop or (lambda: False))
+    mode = settings.animation.animation_mode
+    frames = {"None": loop.stills, "Interpolation": loop.interpolation}.get(mode, loop.animation)()
+    result = RenderResult(run.root, frames, None, settings)
+    if mode != "None" and not settings.video.skip_video_creation:
+        result.video = _write_videos(run, settings, frames, emit)
+    result.outputs = [*frames, *([result.video] if result.video else [])]
+    emit({"type": "done", "outputs": [str(path) for path in result.outputs]})
+    return result
+
+
+def preflight(settings: Settings) -> None:
+    """What can be known before the first frame: mode, files, sizes."""
+    mode = settings.animation.animation_mode
+    if mode not in SUPPORTED_MODES:
+        raise DriftwaveError(
+            f"animation_mode {mode!r} is not available in this version",
+            field="animation.animation_mode",
+            hint=f"use one of {', '.join(SUPPORTED_MODES)}",
+        )
+    init = settings.init
+    if init.use_init and init.init_image:
+        load_image(init.init_image, field="init.init_image")
+    elif init.use_init and mode != "Interpolation":
+        raise DriftwaveError(
+            "use_init is on but init_image is empty",
+            field="init.init_image",
+            hint="set init.init_image to an image file, or turn init.use_init off",
+        )
+    if init.use_mask and not init.use_alpha_as_mask:
+        load_image(init.mask_file, field="init.mask_file")
+    audio = settings.audio.file
+    if audio and settings.video.soundtrack == "audio" and not Path(audio).is_file():
+        raise DriftwaveError(f"{audio} does not exist", field="audio.file", hint="give the path of the soundtrack")
+
+
+# -- the loop -------------------------------------------------------------------------------------
+
+
+class Loop:
+    def __init__(self, settings: Settings, plan: Plan, backend: Backend, run: RunFolder, emit, should_stop) -> None:
+        self.settings = settings
+        self.plan = plan
+        self.values = plan.values
+        self.backend = backend
+        self.device = backend.device
+        self.run = run
+        self.emit = emit
+        self.should_stop = should_stop
+        self.width, self.height = settings.image.W, settings.image.H
+        self.started = time.monotonic()
+        self.done = 0
+        self.init_image, self.mask = self._init_and_mask()
+
+    # -- 2D ---------------------------------------------------------------------------------------
+
+    def animation(self) -> list[Path]:
+        settings, values = self.settings, self.values
+        total = settings.animation.max_frames
+        cadence = settings.coherence.diffusion_cadence
+        start, older, reference = 0, None, None
+        if (self.run.root / "state.json").exists():
+            state, tensors = self.run.load_state(self.device)
+            start, older, reference = state["next_group"], tensors.get("older"), tensors.get("color_reference")
+            self.emit({"type": "log", "message": f"resuming at frame {start * cadence}"})
+        for group in range(start, math.ceil(total / cadence)):
+            first = group * cadence
+            seed = self._seed(group, first)
+            if older is None:
+                warped, init, strength = None, self._first_init(seed), self._first_strength()
+            else:
+                warped = self._warp(older, first)
+                init = self._prepare_init(warped, reference, first, seed)
+                strength = float(values["motion.strength_schedule"][first])
+            image = self._generate(first, seed, init, strength)
+            image, reference = self._after_generation(image, reference, init)
+            newer, previous = image, warped
+            with deferred_interrupt():
+                for index in range(first, min(first + cadence, total)):
+                    if index > first:
+                        newer = self._warp(newer, index)
+                        previous = self._warp(previous, index) if previous is not None else None
+                    share = (index - first + 1) / cadence
+                    frame = newer if previous is None or share >= 1 else previous * (1 - share) + newer * share
+                    self._write(index, frame, seed, total)
+                self.run.save_state(
+                    {
+                        "next_group": group + 1,
+                        "frames_done": min(first + cadence, total),
+                        "seed": settings.sampling.seed,
+                    },
+                    {"older": newer, "color_reference": reference},
+                )
+            older = newer
+            self._check_stop()
+        return self.run.written_frames()
+
+    def _first_init(self, seed: int) -> torch.Tensor | None:
+        if self.init_image is None:
+            return None
+        init = self.init_image
+        if self.settings.init.add_init_noise and self.settings.init.init_noise > 0:
+            init = coherence.add_noise(init, self.settings.init.init_noise * 2, seed, kind="uniform")
+        return init
+
+    def _first_strength(self) -> float:
+        if self.init_image is not None:
+            return self.settings.init.strength
+        return 0.0 if self.settings.init.strength_0_no_init else self.settings.init.strength
+
+    def _prepare_init(self, warped: torch.Tensor, reference, frame: int, seed: int) -> torch.Tensor:
+        """Anti-blur, colour coherence (legacy order), contrast and grain on the warped image."""
+        values, settings = self.values, self.settings
+        image = coherence.unsharp_mask(
+            warped,
+            int(values["anti_blur.kernel_schedule"][frame]),
+            float(values["anti_blur.sigma_schedule"][frame]),
+            float(values["anti_blur.amount_schedule"][frame]),
+            float(values["anti_blur.threshold_schedule"][frame]),
+        )
+        if reference is not None and settings.coherence.legacy_colormatch:
+            image = self._match(image, reference)
+        image = coherence.apply_contrast(image, float(values["motion.contrast_schedule"][frame]))
+        noise = settings.coherence
+        return coherence.add_noise(
+            image,
+            float(values["motion.noise_schedule"][frame]),
+            seed,
+            kind=noise.noise_type,
+            perlin_cells=(noise.perlin_w, noise.perlin_h),
+            octaves=noise.perlin_octaves,
+            persistence=noise.perlin_persistence,
+        )
+
+    def _after_generation(self, image: torch.Tensor, reference, init) -> tuple[torch.Tensor, torch.Tensor | None]:
+        settings = self.settings.coherence
+        if reference is None:
+            reference = image if settings.color_coherence in ("LAB", "HSV", "RGB") else self._coherence_image()
+        elif not settings.legacy_colormatch:
+            image = self._match(image, reference)
+        if self.mask is not None and self.settings.init.overlay_mask and init is not None:
+            keep = coherence.gaussian_blur(self.mask, self.settings.init.mask_overlay_blur * 2 + 1, 0)
+            image = keep * init + (1 - keep) * image
+        if settings.color_force_grayscale:
+            image = coherence.grayscale(image)
+        return image, reference
+
+    def _coherence_image(self) -> torch.Tensor | None:
+        path = self.settings.coherence.color_coherence_image_path
+        if self.settings.coherence.color_coherence == "Image" and path:
+            return from_array(
+                load_image(path, (self.width, self.height), field="coherence.color_coherence_image_path")[..., :3],
+                self.device,
+            )
+        return None
+
+    def _match(self, image: torch.Tensor, reference: torch.Tensor | None) -> torch.Tensor:
+        space = self.settings.coherence.color_coherence
+        if reference is None or space in ("None", "Video Input"):
+            return image
+        return coherence.match_colors(image, reference, "RGB" if space == "Image" else space)
+
+    # -- Interpolation ----------------------------------------------------------------------------
+
+    def interpolation(self) -> list[Path]:
+        settings = self.settings
+        from engine.prompts import PromptOptions, compile_prompts
+        from engine.schedule import Timeline
+
+        keys = self.plan.prompts.keys
+        positions = interpolation_positions(settings, self.plan)
+        total = settings.animation.max_frames
+        prompting = settings.prompting
+        prompts = compile_prompts(
+            {f"{position:g}": key.scene.source for position, key in zip(positions, keys, strict=True)},
+            Timeline(total, settings.animation.fps, self.plan.timeline.bpm, settings.sampling.seed),
+            names=set(self.plan.audio),
+            blend=settings.animation.blend,
+            options=PromptOptions(prompting.scene_prefix, prompting.scene_suffix, prompting.negative_prompt, -1),
+        )
+        init = self.init_image
+        for index in range(total):
+            seed = seed_at(
+                settings.sampling.seed, settings.batch.seed_behavior, index, iter_n=settings.batch.seed_iter_N
+            )
+            if init is not None and index > 0:
+                init = self._warp(init, index)
+            request = self._request(index, seed, init, settings.init.strength if init is not None else 0.0)
+            request.prompt = prompts.at(index, self.plan.scope_at(index))
+            image, _ = self._after_generation(self.backend.generate(request), None, init)
+            with deferred_interrupt():
+                self._write(index, image, seed, total)
+            self._check_stop()
+        return self.run.written_frames()
+
+    # -- None (stills) ----------------------------------------------------------------------------
+
+    def stills(self) -> list[Path]:
+        settings, batch = self.settings, self.settings.batch
+        prompts = self.plan.still_prompts
+        images, paths, index = [], [], 0
+        total = len(prompts.keys) * batch.n_batch * batch.n_samples
+        for key in prompts.keys:
+            for _ in range(batch.n_batch * batch.n_samples):
+                seed = seed_at(settings.sampling.seed, batch.seed_behavior, index, iter_n=batch.seed_iter_N)
+                request = self._request(0, seed, self.init_image, self._first_strength())
+                request.prompt = prompts.at(int(key.position))
+                image, _ = self._after_generation(self.backend.generate(request), None, self.init_image)
+                images.append(image)
+                with deferred_interrupt():
+                    paths.append(self._write(index, image, seed, total, prompt=key.scene.source))
+                index += 1
+        if batch.make_grid and images:
+            paths.append(write_image(_grid(images, batch.grid_rows), self.run.root / "grid.png"))
+        return paths
+
+    # -- shared steps -----------------------------------------------------------------------------
+
+    def _seed(self, group: int, frame: int) -> int:
+        batch = self.settings.batch
+        return seed_at(
+            self.settings.sampling.seed,
+            batch.seed_behavior,
+            group,
+            iter_n=batch.seed_iter_N,
+            scheduled=float(self.values["batch.seed_schedule"][frame]),
+        )
+
+    def _generate(self, frame: int, seed: int, init, strength: float) -> torch.Tensor:
+        return self.backend.generate(self._request(frame, seed, init, strength))
+
+    def _request(self, frame: int, seed: int, init, strength: float) -> GenerationRequest:
+        settings, values = self.settings, self.values
+        sampling = settings.sampling
+        steps = int(values["sampling.steps_schedule"][frame]) if sampling.enable_steps_scheduling else sampling.steps
+        sampler = sampling.sampler
+        if sampling.enable_sampler_scheduling:
+            sampler = canonical_sampler(self.plan.text_schedules["sampling.sampler_schedule"].at(frame)) or sampler
+        subseed = int(values["sampling.subseed_schedule"][frame]) if sampling.enable_subseed_scheduling else -1
+        return GenerationRequest(
+            prompt=self.plan.prompts.at(frame, self.plan.scope_at(frame)),
+            seed=seed,
+            width=self.width,
+            height=self.height,
+            steps=max(steps, 1),
+            cfg=float(values["sampling.scale"][frame]),
+            sampler=sampler,
+            init=init,
+            strength=min(max(strength, 0.0), 1.0),
+            mask=self.mask if init is not None else None,
+            noise_multiplier=float(values["sampling.noise_multiplier"][frame]),
+            ddim_eta=float(values["sampling.ddim_eta"][frame]),
+            clip_skip=max(int(values["sampling.clip_skip"][frame]), 1),
+            subseed=subseed,
+            subseed_strength=float(values["sampling.subseed_strength_schedule"][frame]) if subseed >= 0 else 0.0,
+            threshold=(sampling.dynamic_threshold, sampling.static_threshold),
+        )
+
+    def _warp(self, image: torch.Tensor, frame: int) -> torch.Tensor:
+        v = self.values
+        perspective = None
+        if self.settings.motion.enable_perspective_flip:
+            perspective = tuple(
+                float(v[f"motion.perspective_flip_{p}"][frame]) for p in ("theta", "phi", "gamma", "fv")
+            )
+        motion = Motion2D(
+            angle=float(v["motion.angle"][frame]),
+            zoom=float(v["motion.zoom"][frame]),
+            translation_x=float(v["motion.translation_x"][frame]),
+            translation_y=float(v["motion.translation_y"][frame]),
+            center_x=float(v["motion.transform_center_x"][frame]),
+            center_y=float(v["motion.transform_center_y"][frame]),
+            perspective=perspective,
+        )
+        return warp_2d(image, motion, border=self.settings.animation.border)
+
+    def _write(self, index: int, image: torch.Tensor, seed: int, total: int, prompt: str = "") -> Path:
+        path = self.run.frame_path(index, seed=seed, prompt=prompt or self._prompt_text(index))
+        write_image(image, path, bits=self.settings.image.bit_depth_output)
+        self.done += 1
+        elapsed = time.monotonic() - self.started
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        self.emit({"type": "frame", "index": index, "path": str(path)})
+        self.emit(
+            {
+                "type": "progress",
+                "frame": index + 1,
+                "total": total,
+                "fps": rate,
+                "eta_s": (total - index - 1) / rate if rate else None,
+            }
+        )
+        return path
+
+    def _prompt_text(self, index: int) -> str:
+        frame = self.plan.prompts.at(min(index, self.plan.timeline.frames - 1))
+        return frame.positive[0][0].plain if frame.positive else ""
+
+    def _check_stop(self) -> None:
+        if self.should_stop():
+            raise Interrupted(f"stopped; resume with --resume {self.run.timestring}")
+
+    def _init_and_mask(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        init_settings, size = self.settings.init, (self.width, self.height)
+        rgba = (
+            load_image(init_settings.init_image, size, field="init.init_image")
+            if (init_settings.use_init and init_settings.init_image)
+            else None
+        )
+        init = from_array(rgba[..., :3], self.device) if rgba is not None else None
+        mask = None
+        if init_settings.use_mask:
+            if init_settings.use_alpha_as_mask:
+                if rgba is None:
+                    raise DriftwaveError("use_alpha_as_mask needs an init image", field="init.use_alpha_as_mask")
+                gray = rgba[..., 3:4]
+            else:
+                gray = (
+                    load_image(init_settings.mask_file, size, field="init.mask_file")[..., :3]
+                    .mean(axis=2, keepdims=True)
+                    .astype("uint8")
+                )
+            mask = from_array(gray, self.device)
+            mask = (mask * init_settings.mask_brightness_adjust - 0.5) * init_settings.mask_contrast_adjust + 0.5
+            mask = mask.clamp(0, 1)
+            if init_settings.invert_mask:
+                mask = 1 - mask
+        return init, mask
+
+
+def interpolation_positions(settings: Settings, plan: Plan) -> list[float]:
+    """Interpolation mode: the keyed prompts' frames, or every interpolate_x_frames + 1 frames."""
+    keys = plan.prompts.keys
+    if settings.interpolation.interpolate_key_frames:
+        return [key.position for key in keys]
+    step = settings.interpolation.interpolate_x_frames + 1
+    return [float(index * step) for index in range(len(keys))]
+
+
+def interpolation_length(settings: Settings, plan: Plan) -> int:
+    return round(interpolation_positions(settings, plan)[-1]) + 1
+
+
+def _grid(images: list[torch.Tensor], rows: int) -> torch.Tensor:
+    columns = math.ceil(len(images) / rows)
+    blank = torch.zeros_like(images[0])
+    cells = images + [blank] * (rows * columns - len(images))
+    lines = [torch.cat(cells[r * columns : (r + 1) * columns], dim=3) for r in range(rows)]
+    return torch.cat(lines, dim=2)
+
+
+def _write_settings(run: RunFolder, settings: Settings, backend: Backend) -> None:
+    header = (
+        f"Settings of run {run.timestring}, fully resolved (seed {settings.sampling.seed}).\n"
+        f"Rendered with: {backend.name}."
+    )
+    save_preset(settings, run.root / "settings.toml", full=True, header=header)
+
+
+def _resumed_settings(run: RunFolder, requested: Settings) -> Settings:
+    from engine.presets import load_preset
+
+    saved = load_preset(run.root / "settings.toml").settings
+    if saved.model_dump(exclude={"resume"}) != requested.model_dump(exclude={"resume"}):
+        notify("resuming with the settings saved in the run; the preset's other values are not used")
+    return saved
+
+
+def _write_videos(run: RunFolder, settings: Settings, frames: list[Path], emit) -> Path:
+    audio = None
+    if settings.video.soundtrack == "audio" and settings.audio.file:
+        audio = Path(settings.audio.file)
+    video = write_video(
+        frames,
+        run.root / "video.mp4",
+        settings.animation.fps,
+        audio=audio,
+        audio_offset=settings.audio.offset,
+        max_frames=settings.video.max_video_frames,
+    )
+    emit({"type": "log", "message": f"wrote {video}"})
+    if settings.video.make_gif:
+        write_gif(video, run.root / "video.gif", settings.animation.fps)
+    if settings.video.delete_imgs:
+        for frame in frames:
+            frame.unlink(missing_ok=True)
+    return video

@@ -1,0 +1,113 @@
+"""Frames -> H.264 video (and GIF) with imageio-ffmpeg's ffmpeg; the soundtrack muxed in sync."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import cv2
+import imageio_ffmpeg
+import numpy as np
+
+from engine.errors import DriftwaveError
+
+
+def write_video(
+    frames: list[Path],
+    path: Path,
+    fps: float,
+    *,
+    audio: Path | None = None,
+    audio_offset: float = 0.0,
+    max_frames: int = 0,
+) -> Path:
+    """Encode ``frames`` (yuv420p, so every player takes it) and mux ``audio`` from ``audio_offset``."""
+    if max_frames:
+        frames = frames[:max_frames]
+    if not frames:
+        raise DriftwaveError("there are no frames to make a video of")
+    first = _read(frames[0])
+    height, width = first.shape[:2]
+    silent = path.with_name(f".{path.stem}.silent{path.suffix}")
+    writer = imageio_ffmpeg.write_frames(
+        str(silent),
+        (width, height),
+        fps=fps,
+        codec="libx264",
+        pix_fmt_out="yuv420p",
+        quality=None,
+        output_params=["-crf", "17"],
+        macro_block_size=2,
+        ffmpeg_log_level="error",
+    )
+    writer.send(None)
+    for frame in frames:
+        writer.send(np.ascontiguousarray(_read(frame)))
+    writer.close()
+    if audio is None:
+        os.replace(silent, path)
+        return path
+    temporary = path.with_name(f".{path.name}.part{path.suffix}")
+    command = [
+        imageio_ffmpeg.get_ffmpeg_exe(),
+        "-y",
+        "-loglevel",
+        "error",
+        "-i",
+        str(silent),
+        "-ss",
+        f"{audio_offset:.6f}",
+        "-i",
+        str(audio),
+        "-map",
+        "0:v",
+        "-map",
+        "1:a",
+        "-c:v",
+        "copy",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "192k",
+        "-shortest",
+        str(temporary),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True)
+    silent.unlink(missing_ok=True)
+    if result.returncode != 0:
+        temporary.unlink(missing_ok=True)
+        raise DriftwaveError(f"ffmpeg could not add the soundtrack {audio}: {result.stderr.strip()[-300:]}")
+    os.replace(temporary, path)
+    return path
+
+
+def write_gif(video: Path, path: Path, fps: float) -> Path:
+    temporary = path.with_name(f".{path.name}.part.gif")
+    command = [
+        imageio_ffmpeg.get_ffmpeg_exe(),
+        "-y",
+        "-loglevel",
+        "error",
+        "-i",
+        str(video),
+        "-vf",
+        f"fps={fps:g},split[a][b];[a]palettegen[p];[b][p]paletteuse",
+        str(temporary),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        temporary.unlink(missing_ok=True)
+        raise DriftwaveError(f"ffmpeg could not write {path.name}: {result.stderr.strip()[-300:]}")
+    os.replace(temporary, path)
+    return path
+
+
+def _read(path: Path) -> np.ndarray:
+    data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if data is None:
+        raise DriftwaveError(f"cannot read frame {path}")
+    if data.dtype != np.uint8:
+        data = (np.clip(data.astype(np.float32) / (65535.0 if data.dtype == np.uint16 else 1.0), 0, 1) * 255).round()
+        data = data.astype(np.uint8)
+    return cv2.cvtColor(data, cv2.COLOR_BGR2RGB)

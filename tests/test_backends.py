@@ -1,0 +1,165 @@
+"""Backends: loading checkpoints (folder, single file, hub id), determinism, conditioning."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from single_file import write_single_file
+
+from engine.backends import GenerationRequest, ModelLoadError, load_backend
+from engine.backends.diffusion import DiffusionBackend
+from engine.backends.tiny import save_tiny_pipeline, tiny_model_dir
+from engine.prompts import PromptOptions, compile_prompts
+from engine.schedule import Timeline
+from engine.settings import ModelSettings
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_backend(ModelSettings(backend="tiny"))
+
+
+def prompt(text: str, negative: str = ""):
+    return compile_prompts({"0": text}, Timeline(1), options=PromptOptions(negative_prompt=negative)).at(0)
+
+
+def request(**changes) -> GenerationRequest:
+    values = {
+        "prompt": prompt("a red fox"),
+        "seed": 3,
+        "width": 64,
+        "height": 64,
+        "steps": 4,
+        "cfg": 3.0,
+        "sampler": "euler",
+    }
+    return GenerationRequest(**{**values, **changes})
+
+
+def test_same_request_same_image_other_seed_other_image(tiny):
+    first, again = tiny.generate(request()), tiny.generate(request())
+    assert first.shape == (1, 3, 64, 64) and first.min() >= 0 and first.max() <= 1
+    assert torch.equal(first, again)
+    assert not torch.equal(first, tiny.generate(request(seed=4)))
+
+
+def test_from_pretrained_on_a_saved_folder(tmp_path, tiny):
+    folder = save_tiny_pipeline(tmp_path / "model")
+    loaded = DiffusionBackend.load(str(folder), ModelSettings(), device="cpu")
+    assert torch.equal(loaded.generate(request()), tiny.generate(request()))
+
+
+def test_from_single_file_with_a_config_folder(tmp_path, tiny):
+    from diffusers import StableDiffusionPipeline
+
+    checkpoint = write_single_file(
+        StableDiffusionPipeline.from_pretrained(tiny_model_dir()), tmp_path / "m.safetensors"
+    )
+    configs = save_tiny_pipeline(tmp_path / "configs", weights=False)
+    assert not list(configs.rglob("*.safetensors"))  # every weight must come from the single file
+    loaded = DiffusionBackend.load(str(checkpoint), ModelSettings(single_file_config=str(configs)), device="cpu")
+    assert torch.equal(loaded.generate(request()), tiny.generate(request()))
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        ("nobody/no-such-model", "cannot be reached"),
+        ("./models/missing", "does not exist"),
+        ("/nowhere/model.safetensors", "does not exist"),
+    ],
+)
+def test_models_that_cannot_load_say_why_quickly(model, message):
+    started = time.monotonic()
+    with pytest.raises(ModelLoadError) as caught:
+        load_backend(ModelSettings(model=model))
+    assert message in caught.value.message and caught.value.field == "model.model"
+    assert "backend=preview" in caught.value.hint
+    assert time.monotonic() - started < 15
+
+
+def test_a_file_that_is_not_a_checkpoint(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(ModelLoadError, match="not a checkpoint"):
+        load_backend(ModelSettings(model=str(tmp_path / "notes.txt")))
+
+
+def test_strength_so_high_no_step_runs_keeps_the_image(tiny):
+    init = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(tiny.generate(request(init=init, strength=0.9, steps=4)), init)
+
+
+def test_subseed_at_full_strength_is_the_subseed(tiny):
+    mixed = tiny.generate(request(seed=3, subseed=8, subseed_strength=1.0))
+    assert torch.allclose(mixed, tiny.generate(request(seed=8)), atol=1e-5)
+    assert not torch.allclose(tiny.generate(request(seed=3, subseed=8, subseed_strength=0.5)), mixed, atol=1e-3)
+
+
+def test_each_text_is_encoded_once_and_blends_by_weight(tiny):
+    conditioner = tiny.conditioner
+    conditioner.frame_embeddings(prompt("warm up"))  # the empty negative is now cached
+    before = conditioner.cached_texts()
+    for weight in (0.2, 0.5, 0.8):
+        frame = compile_prompts({"0": f"a green owl:{weight} | a violet moth:{1 - weight}"}, Timeline(1)).at(0)
+        conditioner.frame_embeddings(frame)
+    assert conditioner.cached_texts() - before == 2  # three frames, two texts, each encoded once
+    fox, _ = conditioner.frame_embeddings(prompt("a red fox"))
+    whale, _ = conditioner.frame_embeddings(prompt("a blue whale"))
+    half, _ = conditioner.frame_embeddings(compile_prompts({"0": "a red fox | a blue whale"}, Timeline(1)).at(0))
+    assert torch.allclose(half, (fox + whale) / 2, atol=1e-6)
+
+
+def test_emphasis_scales_tokens_and_keeps_the_mean(tiny):
+    plain, _ = tiny.conditioner.frame_embeddings(prompt("a red fox"))
+    loud, _ = tiny.conditioner.frame_embeddings(prompt("a (red:1.8) fox"))
+    assert not torch.allclose(plain, loud) and loud.mean().item() == pytest.approx(plain.mean().item(), rel=1e-4)
+
+
+def test_long_prompts_and_break_use_more_windows(tiny):
+    positive, negative = tiny.conditioner.frame_embeddings(prompt("x " * 100))
+    assert positive.shape[1] == 154 and negative.shape[1] == 154  # two 77-token windows, negative padded
+    broken, _ = tiny.conditioner.frame_embeddings(prompt("a fox BREAK a whale"))
+    assert broken.shape[1] == 154
+
+
+def test_negative_prompt_and_clip_skip_change_the_conditioning(tiny):
+    _, empty = tiny.conditioner.frame_embeddings(prompt("a fox"))
+    _, blurry = tiny.conditioner.frame_embeddings(prompt("a fox", negative="blurry"))
+    assert not torch.allclose(empty, blurry)
+    skip_one, _ = tiny.conditioner.frame_embeddings(prompt("a fox"), clip_skip=1)
+    skip_two, _ = tiny.conditioner.frame_embeddings(prompt("a fox"), clip_skip=2)
+    assert not torch.allclose(skip_one, skip_two)
+
+
+def test_preview_backend_pattern_depends_on_prompt_and_seed():
+    preview = load_backend(ModelSettings(backend="preview"))
+    a = preview.generate(request())
+    assert torch.equal(a, preview.generate(request()))
+    assert not torch.equal(a, preview.generate(request(seed=4)))
+    assert not torch.equal(a, preview.generate(request(prompt=prompt("a blue whale"))))
+    init = torch.rand(1, 3, 64, 64)
+    assert torch.allclose(preview.generate(request(init=init, strength=1.0)), init)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_fp16_on_gpu_matches_fp32_closely():
+    half = load_backend(ModelSettings(backend="tiny", dtype="float16"), device="cuda")
+    full = load_backend(ModelSettings(backend="tiny", dtype="float32"), device="cuda")
+    assert (half.generate(request()) - full.generate(request())).abs().mean() < 0.02
+
+
+def test_scheduler_names_all_build(tiny):
+    from engine.backends.schedulers import SCHEDULERS, make_scheduler
+
+    for name in SCHEDULERS:
+        scheduler = make_scheduler(name, tiny.scheduler_config)
+        scheduler.set_timesteps(4)
+        assert len(scheduler.timesteps) >= 4, name
+
+
+def test_tiny_model_folder_is_a_real_diffusers_folder():
+    assert (Path(tiny_model_dir()) / "model_index.json").exists()
+    assert (Path(tiny_model_dir()) / "unet" / "diffusion_pytorch_model.safetensors").exists()
