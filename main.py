@@ -229,10 +229,17 @@ def run_prompts(args: argparse.Namespace) -> int:
 def run_inspect(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from engine.plan import compile_plan, switched_off
+    from engine.plan import compile_plan, interpolation_length, switched_off
 
     preset = _load(args.preset, args.overrides)
     plan = compile_plan(preset.settings)
+    if plan.settings.animation.animation_mode == "Interpolation":
+        frames = interpolation_length(plan.settings, plan)
+        plan = compile_plan(
+            preset.settings.model_copy(
+                update={"animation": preset.settings.animation.model_copy(update={"max_frames": frames})}
+            )
+        )
     settings, timeline = plan.settings, plan.timeline
     off = switched_off(settings)
     print(f"preset {preset.path}")

@@ -76,29 +76,89 @@ def interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
     return y0 + w * (y1 - y0)
 
 
-def match_channel(source: torch.Tensor, reference: torch.Tensor, bins: int = 256) -> torch.Tensor:
-    """Map ``source`` values so their histogram matches ``reference``'s (per channel)."""
-    low = torch.minimum(source.min(), reference.min()).item()
-    high = torch.maximum(source.max(), reference.max()).item()
+def _cdf(values: torch.Tensor, low: float, high: float, bins: int) -> torch.Tensor:
+    counts = torch.histc(values.float(), bins, low, high)
+    cumulative = torch.cumsum(counts, 0)
+    return cumulative / cumulative[-1]
+
+
+def match_channel(
+    source: torch.Tensor,
+    reference: torch.Tensor,
+    bins: int = 256,
+    *,
+    reference_cdf: torch.Tensor | None = None,
+    low: float | None = None,
+    high: float | None = None,
+) -> torch.Tensor:
+    """Map ``source`` values so their histogram matches ``reference``'s (per channel).
+
+    ``reference_cdf`` with its ``low``/``high`` range may be passed in when the reference is
+    reused frame after frame (see :class:`ColorReference`).
+    """
+    if low is None or high is None:
+        low = torch.minimum(source.min(), reference.min()).item()
+        high = torch.maximum(source.max(), reference.max()).item()
     if high <= low:
         return source.clone()
-    centres = torch.linspace(low, high, bins + 1, device=source.device, dtype=source.dtype)
-    centres = (centres[:-1] + centres[1:]) / 2
-    source_cdf = torch.cumsum(torch.histc(source.float(), bins, low, high), 0)
-    reference_cdf = torch.cumsum(torch.histc(reference.float(), bins, low, high), 0)
-    source_cdf = (source_cdf / source_cdf[-1]).to(source.dtype)
-    reference_cdf = (reference_cdf / reference_cdf[-1]).to(source.dtype)
+    step = (high - low) / bins
+    centres = low + step * (torch.arange(bins, device=source.device, dtype=torch.float32) + 0.5)
+    source_cdf = _cdf(source.clamp(low, high), low, high, bins)
+    if reference_cdf is None:
+        reference_cdf = _cdf(reference, low, high, bins)
     keep = torch.cat([torch.ones(1, dtype=torch.bool, device=source.device), reference_cdf[1:] > reference_cdf[:-1]])
     mapping = interp(source_cdf, reference_cdf[keep], centres[keep])  # each source bin -> reference value
-    return interp(source.reshape(-1), centres, mapping).reshape(source.shape)
+    # each pixel: linear between the mappings of the two nearest bin centres (evenly spaced: no search)
+    position = ((source.reshape(-1).float() - low) / step - 0.5).clamp(0, bins - 1)
+    lower = position.floor().long().clamp(max=bins - 2) if bins > 1 else position.long()
+    fraction = position - lower
+    mapped = mapping[lower] + fraction * (mapping[(lower + 1).clamp(max=bins - 1)] - mapping[lower])
+    return mapped.reshape(source.shape).to(source.dtype)
+
+
+class ColorReference:
+    """A colour-coherence reference frame, converted and measured once for the whole run."""
+
+    BINS = 256
+
+    def __init__(self, reference: torch.Tensor, space: str) -> None:
+        self.space = space
+        self.image = reference
+        forward, self._backward = _SPACES[space]
+        self._forward = forward
+        converted = forward(reference)
+        self.ranges = [_channel_range(space, c, converted[:, c]) for c in range(3)]
+        self.cdfs = [_cdf(converted[:, c].clamp(*self.ranges[c]), *self.ranges[c], self.BINS) for c in range(3)]
+
+    def match(self, image: torch.Tensor) -> torch.Tensor:
+        source = self._forward(image)
+        matched = torch.stack(
+            [
+                match_channel(
+                    source[:, c],
+                    source[:, c],
+                    self.BINS,
+                    reference_cdf=self.cdfs[c],
+                    low=self.ranges[c][0],
+                    high=self.ranges[c][1],
+                )
+                for c in range(3)
+            ],
+            dim=1,
+        )
+        return self._backward(matched).clamp(0, 1)
+
+
+def _channel_range(space: str, channel: int, values: torch.Tensor) -> tuple[float, float]:
+    """The fixed value range of a channel, so frames and reference share bins."""
+    if space == "LAB":
+        return (0.0, 100.0) if channel == 0 else (-128.0, 128.0)
+    return (0.0, 1.0)
 
 
 def match_colors(image: torch.Tensor, reference: torch.Tensor, space: str) -> torch.Tensor:
     """Histogram-match every channel of ``image`` to ``reference`` in ``space`` (LAB/HSV/RGB)."""
-    forward, backward = _SPACES[space]
-    source, target = forward(image), forward(reference)
-    matched = torch.stack([match_channel(source[:, c], target[:, c]) for c in range(3)], dim=1)
-    return backward(matched).clamp(0, 1)
+    return ColorReference(reference, space).match(image)
 
 
 # -- per-frame adjustments -----------------------------------------------------------------------
@@ -119,21 +179,21 @@ def perlin(height: int, width: int, res: tuple[float, float], generator: torch.G
     rows, cols = max(math.ceil(res[0]), 1), max(math.ceil(res[1]), 1)
     angles = 2 * math.pi * torch.rand(rows + 1, cols + 1, generator=generator)
     gradients = torch.stack([torch.cos(angles), torch.sin(angles)], dim=-1)
-    u = (torch.arange(height) + 0.5) * (rows / height)
-    v = (torch.arange(width) + 0.5) * (cols / width)
-    uu, vv = torch.meshgrid(u, v, indexing="ij")
-    i0, j0 = uu.floor().long().clamp(max=rows - 1), vv.floor().long().clamp(max=cols - 1)
-    fu, fv = uu - i0, vv - j0
+    u = (torch.arange(height, dtype=torch.float32) + 0.5) * (rows / height)  # cell coordinates: rows only
+    v = (torch.arange(width, dtype=torch.float32) + 0.5) * (cols / width)  # ... and columns only
+    i0, j0 = u.floor().long().clamp(max=rows - 1), v.floor().long().clamp(max=cols - 1)
+    fu, fv = (u - i0).unsqueeze(1), (v - j0).unsqueeze(0)
 
     def corner(di: int, dj: int) -> torch.Tensor:
-        g = gradients[i0 + di, j0 + dj]
+        g = gradients.index_select(0, i0 + di).index_select(1, j0 + dj)  # (H, W, 2) without a 2-D gather
         return g[..., 0] * (fu - di) + g[..., 1] * (fv - dj)
 
     def fade(t: torch.Tensor) -> torch.Tensor:
         return t * t * t * (t * (t * 6 - 15) + 10)
 
-    top = torch.lerp(corner(0, 0), corner(0, 1), fade(fv))
-    bottom = torch.lerp(corner(1, 0), corner(1, 1), fade(fv))
+    across = fade(fv)
+    top = torch.lerp(corner(0, 0), corner(0, 1), across)
+    bottom = torch.lerp(corner(1, 0), corner(1, 1), across)
     return math.sqrt(2) * torch.lerp(top, bottom, fade(fu))
 
 

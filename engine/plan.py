@@ -133,6 +133,19 @@ def compile_plan(
     return plan
 
 
+def interpolation_positions(settings: Settings, plan: Plan) -> list[float]:
+    """Interpolation mode: the keyed prompts' frames, or every interpolate_x_frames + 1 frames."""
+    keys = plan.prompts.keys
+    if settings.interpolation.interpolate_key_frames:
+        return [key.position for key in keys]
+    step = settings.interpolation.interpolate_x_frames + 1
+    return [float(index * step) for index in range(len(keys))]
+
+
+def interpolation_length(settings: Settings, plan: Plan) -> int:
+    return round(interpolation_positions(settings, plan)[-1]) + 1
+
+
 def switched_off(settings: Settings) -> set[str]:
     """Schedule fields whose enable switch (or mode) is off: compiled, but not used."""
     sampling, off = settings.sampling, set()

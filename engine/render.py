@@ -23,7 +23,7 @@ from engine.errors import DriftwaveError, collecting_notices, notify
 from engine.images import from_array, load_image, write_image
 from engine.motion import Motion2D, warp_2d
 from engine.outputs import RunFolder, deferred_interrupt
-from engine.plan import Plan, compile_plan
+from engine.plan import Plan, compile_plan, interpolation_length, interpolation_positions
 from engine.presets import save_preset
 from engine.samplers import canonical_sampler
 from engine.seeds import pick_seed, seed_at
@@ -134,6 +134,7 @@ class Loop:
         self.started = time.monotonic()
         self.done = 0
         self.init_image, self.mask = self._init_and_mask()
+        self._reference: coherence.ColorReference | None = None
 
     # -- 2D ---------------------------------------------------------------------------------------
 
@@ -241,7 +242,9 @@ class Loop:
         space = self.settings.coherence.color_coherence
         if reference is None or space in ("None", "Video Input"):
             return image
-        return coherence.match_colors(image, reference, "RGB" if space == "Image" else space)
+        if self._reference is None or self._reference.image is not reference:  # measured once per run
+            self._reference = coherence.ColorReference(reference, "RGB" if space == "Image" else space)
+        return self._reference.match(image)
 
     # -- Interpolation ----------------------------------------------------------------------------
 
@@ -409,19 +412,6 @@ class Loop:
             if init_settings.invert_mask:
                 mask = 1 - mask
         return init, mask
-
-
-def interpolation_positions(settings: Settings, plan: Plan) -> list[float]:
-    """Interpolation mode: the keyed prompts' frames, or every interpolate_x_frames + 1 frames."""
-    keys = plan.prompts.keys
-    if settings.interpolation.interpolate_key_frames:
-        return [key.position for key in keys]
-    step = settings.interpolation.interpolate_x_frames + 1
-    return [float(index * step) for index in range(len(keys))]
-
-
-def interpolation_length(settings: Settings, plan: Plan) -> int:
-    return round(interpolation_positions(settings, plan)[-1]) + 1
 
 
 def _grid(images: list[torch.Tensor], rows: int) -> torch.Tensor:
