@@ -1,4 +1,4 @@
-"""Driftwave command line: `render`, `schedule`, `prompts`, `inspect`, `settings`, `import`.
+"""Driftwave command line: `render`, `schedule`, `prompts`, `inspect`, `audio`, `settings`, `import`.
 
 User errors print one message (field, place, fix) and exit with code 2; never a traceback.
 Heavy libraries are imported inside the command that needs them.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +33,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # e.g. piped into `head`
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
+        return 0
     _print_notices(notices)
     return status
 
@@ -59,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     schedule.add_argument(
         "--blend", choices=("tween", "hold"), default="tween", help="tween (default) or hold (Deforum)"
     )
+    _add_audio_options(schedule)
     output = schedule.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print a JSON list")
     output.add_argument("--plot", metavar="PNG", help="write a plot of the curve instead")
@@ -79,6 +84,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_overrides(inspect)
     inspect.set_defaults(run=run_inspect)
 
+    audio = commands.add_parser("audio", help="analyse a track, or list audio inputs")
+    audio_commands = audio.add_subparsers(dest="audio_command", metavar="ACTION", required=True)
+    analyze = audio_commands.add_parser("analyze", help="per-frame envelopes of a track")
+    analyze.add_argument("file", help="wav, flac, ogg, mp3, m4a...")
+    analyze.add_argument("--fps", type=float, default=15.0, help="frames per second (default 15)")
+    analyze.add_argument("--frames", type=int, help="number of frames (default: the whole track)")
+    _add_audio_options(analyze, file=False)
+    formats = analyze.add_mutually_exclusive_group()
+    formats.add_argument("--json", action="store_true", help='print {"fps": ..., "bpm": ..., "values": {name: [...]}}')
+    formats.add_argument("--csv", action="store_true", help="print frame,seconds,name... rows")
+    analyze.add_argument("--plot", metavar="PNG", help="also plot the envelopes with the beats marked")
+    analyze.set_defaults(run=run_audio_analyze)
+    devices = audio_commands.add_parser("devices", help="list audio inputs (microphones, line-in)")
+    devices.set_defaults(run=run_audio_devices)
+
     settings = commands.add_parser("settings", help="list every setting with its default and meaning")
     settings.add_argument("group", nargs="?", help="only this section, e.g. motion")
     settings.set_defaults(run=run_settings)
@@ -89,6 +109,20 @@ def build_parser() -> argparse.ArgumentParser:
     importer.add_argument("--force", action="store_true", help="overwrite an existing output file")
     importer.set_defaults(run=run_import)
     return parser
+
+
+def _add_audio_options(parser: argparse.ArgumentParser, *, file: bool = True) -> None:
+    if file:
+        parser.add_argument("--audio", metavar="FILE", help="a track whose envelopes the schedule may use")
+    parser.add_argument(
+        "--filter",
+        dest="filters",
+        action="append",
+        default=[],
+        metavar="NAME:CENTER:WIDTH[:ORDER]",
+        help="a Butterworth bandpass, e.g. fLo:105:65 (Hz); its envelope is the variable NAME",
+    )
+    parser.add_argument("--offset", type=float, default=0.0, help="seconds into the track where frame 0 starts")
 
 
 def _add_overrides(parser: argparse.ArgumentParser) -> None:
@@ -183,9 +217,13 @@ def run_schedule(args: argparse.Namespace) -> int:
         raise DriftwaveError(f"--frames {args.frames} is not a frame count", hint="use 1 or more")
     if args.fps <= 0:
         raise DriftwaveError(f"--fps {args.fps:g} is not a frame rate", hint="use a positive number, e.g. 15")
-    timeline = Timeline(args.frames, args.fps, args.bpm)
-    schedule = compile_schedule(args.text, timeline, blend=args.blend, field="schedule")
-    values = schedule.evaluate()
+    variables, bpm = {}, args.bpm
+    if args.audio:
+        analysis = _analyze(args.audio, args.filters, args.offset, args.fps, args.frames, bpm)
+        variables, bpm = analysis.values | {"bpm": analysis.bpm or 0.0}, analysis.bpm
+    timeline = Timeline(args.frames, args.fps, bpm)
+    schedule = compile_schedule(args.text, timeline, blend=args.blend, field="schedule", names=set(variables))
+    values = schedule.evaluate(variables)
     if args.plot:
         from engine.plots import plot_curves
 
@@ -200,10 +238,10 @@ def run_schedule(args: argparse.Namespace) -> int:
 
 
 def run_prompts(args: argparse.Namespace) -> int:
-    from engine.plan import compile_plan
+    from engine.plan import compile_run
 
     preset = _load(args.preset, args.overrides)
-    plan = compile_plan(preset.settings)
+    plan = compile_run(preset.settings)
     frame = args.frame
     if not 0 <= frame < plan.timeline.frames:
         raise DriftwaveError(
@@ -229,13 +267,13 @@ def run_prompts(args: argparse.Namespace) -> int:
 def run_inspect(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from engine.plan import compile_plan, interpolation_length, switched_off
+    from engine.plan import compile_run, interpolation_length, switched_off
 
     preset = _load(args.preset, args.overrides)
-    plan = compile_plan(preset.settings)
+    plan = compile_run(preset.settings)
     if plan.settings.animation.animation_mode == "Interpolation":
         frames = interpolation_length(plan.settings, plan)
-        plan = compile_plan(
+        plan = compile_run(
             preset.settings.model_copy(
                 update={"animation": preset.settings.animation.model_copy(update={"max_frames": frames})}
             )
@@ -265,6 +303,86 @@ def run_inspect(args: argparse.Namespace) -> int:
         path = plot_curves(curves, args.plot, fps=timeline.fps, title=f"{preset.path.name}: schedules that move")
         print(f"  wrote {path}")
     return 0
+
+
+def run_audio_analyze(args: argparse.Namespace) -> int:
+    from audio.load import load_audio
+
+    frames = args.frames
+    if frames is None:
+        track = load_audio(args.file, field="file")
+        frames = max(int((track.seconds - args.offset) * args.fps), 1)
+    analysis = _analyze(args.file, args.filters, args.offset, args.fps, frames, None)
+    names = list(analysis.values)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "fps": args.fps,
+                    "bpm": analysis.bpm,
+                    "beats": analysis.beat_frames,
+                    "values": {name: [round(float(v), 6) for v in analysis.values[name]] for name in names},
+                }
+            )
+        )
+    elif args.csv:
+        print(",".join(["frame", "seconds", *names]))
+        for frame in range(frames):
+            row = [str(frame), f"{frame / args.fps:.4f}", *(f"{analysis.values[n][frame]:.6f}" for n in names)]
+            print(",".join(row))
+    else:
+        print(
+            f"{Path(args.file).name}: {frames} frames at {args.fps:g} fps, tempo {analysis.bpm or 0:.1f} BPM, "
+            f"{len(analysis.beat_frames)} beats"
+        )
+        print("frame " + " ".join(f"{n:>7s}" for n in names))
+        for frame in range(frames):
+            print(f"{frame:5d} " + " ".join(f"{analysis.values[n][frame]:7.3f}" for n in names))
+    if args.plot:
+        from engine.plots import plot_curves
+
+        curves = [(name, analysis.values[name], analysis.beat_frames) for name in names]
+        path = plot_curves(curves, args.plot, fps=args.fps, title=Path(args.file).name, marks="beats")
+        print(f"wrote {path}", file=sys.stderr)
+    return 0
+
+
+def run_audio_devices(args: argparse.Namespace) -> int:
+    from audio.live import input_devices
+
+    devices = input_devices()
+    if not devices:
+        print("no audio inputs found (no sound card or microphone); live mode can play a file instead (--audio-file)")
+    for device in devices:
+        print(f"{device.index:3d}  {device.name}  ({device.channels} ch, {device.rate:g} Hz)")
+    return 0
+
+
+def _analyze(path: str, filter_specs: list[str], offset: float, fps: float, frames: int, bpm: float | None):
+    from audio.envelopes import analyze
+    from audio.load import load_audio
+    from engine.presets import settings_from_data
+
+    filters = [_parse_filter(spec) for spec in filter_specs]
+    data = {"audio": {"file": path, "offset": offset, "bpm": bpm or 0.0, "filters": filters}}
+    settings = settings_from_data(data)
+    return analyze(load_audio(path, field="file"), settings.audio, frames, fps)
+
+
+def _parse_filter(spec: str) -> dict:
+    parts = spec.split(":")
+    if len(parts) not in (3, 4):
+        raise DriftwaveError(f"--filter {spec!r} is not NAME:CENTER:WIDTH[:ORDER]", hint="e.g. --filter fLo:105:65")
+    try:
+        numbers = [float(p) for p in parts[1:]]
+    except ValueError:
+        raise DriftwaveError(
+            f"--filter {spec!r}: centre, width and order are numbers (Hz)", hint="e.g. --filter fHi:900:600:5"
+        ) from None
+    spec_dict = {"name": parts[0], "f_center": numbers[0], "f_width": numbers[1]}
+    if len(numbers) == 3:
+        spec_dict["order"] = int(numbers[2])
+    return spec_dict
 
 
 def run_settings(args: argparse.Namespace) -> int:

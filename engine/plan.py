@@ -7,12 +7,13 @@ Audio envelopes arrive as named arrays; without them the audio names read as zer
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from engine.errors import DriftwaveError, ErrorGroup, ScheduleError, notify
+from engine.errors import DriftwaveError, ErrorGroup, ScheduleError, collecting_notices, notify
 from engine.prompts import PromptOptions, PromptSchedule, compile_prompts
 from engine.samplers import SAMPLERS, canonical_sampler
 from engine.schedule import Schedule, TextSchedule, Timeline, compile_schedule, compile_text_schedule
@@ -172,6 +173,31 @@ def _names_used(plan: Plan) -> set[str]:
                 for expression in (*sub.weight.expressions, *(e for c in sub.chunks for e in c.weight.expressions)):
                     used |= expression.names
     return used
+
+
+_BEAT_POSITION = re.compile(r"(?<![\w.])\d*\.?\d+\s*b\s*[:\"']")
+
+
+def compile_run(settings: Settings) -> Plan:
+    """:func:`compile_plan` with the preset's audio track analysed: the variables it uses."""
+    if not settings.audio.file:
+        return compile_plan(settings)
+    from audio.envelopes import analyze_settings
+
+    with collecting_notices():  # a first pass finds which audio variables the run reads
+        probe = compile_plan(settings, timeline=timeline_of(settings, bpm=settings.audio.bpm or 120.0))
+    need = _names_used(probe) & audio_names(settings)
+    if uses_beat_positions(settings):
+        need.add("bpm")
+    analysis = analyze_settings(settings, probe.timeline.frames, settings.animation.fps, need)
+    return compile_plan(settings, analysis.values, timeline=timeline_of(settings, bpm=analysis.bpm))
+
+
+def uses_beat_positions(settings: Settings) -> bool:
+    """Whether any keyframe or prompt key is written in beats (``8b``), which needs the tempo."""
+    texts = [getattr(getattr(settings, group), name) for group, name in fields_of_kind("schedule")]
+    texts += [f"{key}:" for key in settings.prompts]
+    return any(_BEAT_POSITION.search(text) for text in texts)
 
 
 def _check_samplers(schedule: TextSchedule) -> None:

@@ -16,6 +16,7 @@ def plot_curves(
     *,
     fps: float,
     title: str | None = None,
+    marks: str = "keyframes",
 ) -> Path:
     """One panel per ``(label, values, keyframe positions)``; frames on x, seconds on top."""
     import matplotlib
@@ -35,7 +36,7 @@ def plot_curves(
         axis.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
         axis.grid(alpha=0.25)
         axis.margins(x=0)
-    axes[-1, 0].set_xlabel(f"frame ({fps:g} fps; orange: keyframes)")
+    axes[-1, 0].set_xlabel(f"frame ({fps:g} fps; orange: {marks})")
     if title:
         figure.suptitle(title, fontsize=10)
     figure.tight_layout()

@@ -23,7 +23,7 @@ from engine.errors import DriftwaveError, collecting_notices, notify
 from engine.images import from_array, load_image, write_image
 from engine.motion import Motion2D, warp_2d
 from engine.outputs import RunFolder, deferred_interrupt
-from engine.plan import Plan, compile_plan, interpolation_length, interpolation_positions
+from engine.plan import Plan, compile_run, interpolation_length, interpolation_positions
 from engine.presets import save_preset
 from engine.samplers import canonical_sampler
 from engine.seeds import pick_seed, seed_at
@@ -68,12 +68,12 @@ def render(
         settings = settings.model_copy(update={"sampling": settings.sampling.model_copy(update={"seed": pick_seed()})})
     if settings.animation.animation_mode == "Interpolation":  # its length comes from the prompts' keys
         with collecting_notices():  # keys past max_frames are expected here
-            frames = interpolation_length(settings, compile_plan(settings))
+            frames = interpolation_length(settings, compile_run(settings))
         settings = settings.model_copy(
             update={"animation": settings.animation.model_copy(update={"max_frames": frames})}
         )
-    plan = compile_plan(settings)
     preflight(settings)
+    plan = compile_run(settings)
     backend = backend or load_backend(settings.model)
     if run is None:
         run = RunFolder.create(

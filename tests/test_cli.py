@@ -82,7 +82,9 @@ def test_import_writes_a_preset_that_renders_the_same(tmp_path: Path):
     assert out.read_text().startswith("# Imported from deforum_a1111_settings.txt (Deforum A1111 extension)")
     again = run_cli("import", str(DATA / "deforum_a1111_settings.txt"), "-o", str(out))
     assert again.returncode == 2 and "already exists" in again.stderr
-    inspect = run_cli("inspect", str(out))
+    missing = run_cli("inspect", str(out))  # the file's soundtrack was track.mp3, which is not here
+    assert missing.returncode == 2 and "audio.file" in missing.stderr and "track.mp3 does not exist" in missing.stderr
+    inspect = run_cli("inspect", str(out), "--set", "audio.file=")
     assert inspect.returncode == 0, inspect.stderr
     assert "96 frames at 24 fps" in inspect.stdout
 
@@ -92,7 +94,8 @@ def test_inspect_demo_plots(tmp_path: Path):
     result = run_cli("inspect", "demo", "--plot", str(out))
     assert result.returncode == 0, result.stderr
     assert "72 frames at 12 fps" in result.stdout
-    assert "no audio is loaded" in result.stderr
+    assert "motion.zoom" in result.stdout and "motion.strength_schedule" in result.stdout  # they follow the track
+    assert "no audio is loaded" not in result.stderr
     assert out.stat().st_size > 10_000
 
 
@@ -182,3 +185,62 @@ def test_ctrl_c_keeps_frames_and_prints_the_resume_command(tmp_path: Path):
     resumed = run_cli(*args, "--resume", timestring, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming at frame" in resumed.stderr and "60 frames in" in resumed.stdout
+
+
+# -- audio ----------------------------------------------------------------------------------------------
+
+DEMO_TRACK = str(DATA.parent.parent / "presets" / "demo_track.flac")
+
+
+def test_audio_analyze_prints_json_csv_and_plots(tmp_path: Path):
+    result = run_cli(
+        "audio", "analyze", DEMO_TRACK, "--filter", "fLo:105:65", "--filter", "fHi:900:600:4", "--fps", "12", "--json"
+    )
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert abs(payload["bpm"] - 120) < 1 and len(payload["values"]["fLo"]) == 96
+    assert set(payload["values"]) == {"fLo", "fHi", "amp", "onset", "beat"}
+    csv = run_cli("audio", "analyze", DEMO_TRACK, "--filter", "fLo:105:65", "--fps", "10", "--frames", "5", "--csv")
+    assert csv.stdout.splitlines()[0] == "frame,seconds,fLo,amp,onset,beat" and len(csv.stdout.splitlines()) == 6
+    plot = run_cli("audio", "analyze", DEMO_TRACK, "--fps", "12", "--plot", str(tmp_path / "a.png"))
+    assert plot.returncode == 0 and (tmp_path / "a.png").stat().st_size > 10_000
+
+
+def test_schedule_with_audio_variables():
+    result = run_cli(
+        "schedule",
+        "0:(1 + 0.1*fLo)",
+        "--frames",
+        "24",
+        "--fps",
+        "12",
+        "--audio",
+        DEMO_TRACK,
+        "--filter",
+        "fLo:105:65",
+        "--json",
+    )
+    values = json.loads(result.stdout)
+    assert result.returncode == 0 and max(values) == pytest.approx(1.1, abs=1e-6) and min(values) < 1.03
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["audio", "analyze", "missing.wav"], "does not exist"),
+        (["audio", "analyze", DEMO_TRACK, "--filter", "fLo:105"], "NAME:CENTER:WIDTH"),
+        (["audio", "analyze", DEMO_TRACK, "--filter", "fLo:abc:65"], "are numbers"),
+        (["audio", "analyze", DEMO_TRACK, "--filter", "t:100:50"], "built-in name"),
+        (["audio", "analyze", DEMO_TRACK, "--filter", "fX:30000:50"], "outside 0-11025 Hz"),
+        (["audio", "analyze", DEMO_TRACK, "--offset", "60"], "past the end"),
+    ],
+)
+def test_audio_errors(args, message):
+    result = run_cli(*args)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_audio_devices_lists_or_explains():
+    result = run_cli("audio", "devices")
+    assert result.returncode == 0
+    assert "no audio inputs found" in result.stdout or " ch, " in result.stdout

@@ -1,0 +1,194 @@
+"""Offline envelopes: every filter over the whole track at once, one value per frame.
+
+Frame ``i`` at ``fps`` covers [offset + i/fps, offset + (i+1)/fps) seconds of the track; its
+envelope is the RMS of the filtered signal over those samples, then normalised to 0..1 (peak,
+99th percentile or none) and optionally smoothed (attack/release in ms). Frames past the end
+of the track are 0, with one notice.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy import signal
+
+from audio.load import AudioError, Track, load_audio
+from engine.errors import notify
+from engine.settings import AudioFilter, AudioSettings
+
+BUILT_IN = ("amp", "onset", "beat", "bpm")
+
+
+@dataclass(frozen=True)
+class BandFilter:
+    name: str
+    sos: np.ndarray  # second-order sections, float32 (the filtering dtype)
+    band: tuple[float, float]
+
+
+def design_filter(spec: AudioFilter, rate: int, *, field: str = "audio.filters") -> BandFilter:
+    """A Butterworth bandpass f_center ± f_width/2, clipped to (0, Nyquist)."""
+    nyquist = rate / 2
+    low, high = spec.f_center - spec.f_width / 2, spec.f_center + spec.f_width / 2
+    if low >= nyquist * 0.999 or high <= 0:
+        raise AudioError(
+            f"filter {spec.name}: the band {low:g}-{high:g} Hz lies outside 0-{nyquist:g} Hz "
+            f"(half the track's {rate} Hz sample rate)",
+            field=field,
+            hint=f"give {spec.name} an f_center below {nyquist:g} Hz",
+        )
+    low, high = max(low, 0.0), min(high, nyquist * 0.999)
+    if low <= 0:
+        sos = signal.butter(spec.order, high, btype="lowpass", fs=rate, output="sos")
+    elif high >= nyquist * 0.999:
+        sos = signal.butter(spec.order, low, btype="highpass", fs=rate, output="sos")
+    else:
+        sos = signal.butter(spec.order, [low, high], btype="bandpass", fs=rate, output="sos")
+    return BandFilter(spec.name, sos.astype(np.float32), (low, high))
+
+
+def frame_starts(frames: int, fps: float, rate: int, offset: float = 0.0) -> np.ndarray:
+    """First sample of each frame's window, and one past the last: ``frames + 1`` indices."""
+    times = offset + np.arange(frames + 1) / fps
+    return np.floor(times * rate + 1e-6).astype(np.int64)
+
+
+def window_rms(samples: np.ndarray, starts: np.ndarray, *, overwrite: bool = False) -> np.ndarray:
+    """RMS of ``samples`` over each [starts[i], starts[i+1]); what lies past the end counts as 0.
+
+    ``overwrite`` lets it square ``samples`` in place (a filter's output nobody else reads).
+    """
+    end = min(int(starts[-1]), len(samples))
+    used = samples[:end]
+    squares = np.square(used, out=used) if overwrite else np.square(used)
+    firsts = starts[:-1]
+    inside = (firsts < end) & (firsts >= 0)
+    sums = np.zeros(len(firsts))
+    if inside.any():
+        indices = firsts[inside]
+        partial = np.add.reduceat(squares, indices, dtype=np.float64)
+        partial[np.append(indices[1:] == indices[:-1], False)] = 0.0  # an empty window reads one element
+        sums[inside] = partial
+    return np.sqrt(sums / np.maximum(np.diff(starts), 1))
+
+
+def normalise(values: np.ndarray, mode: str) -> np.ndarray:
+    if mode == "none" or values.size == 0:
+        return values
+    reference = values.max() if mode == "peak" else np.percentile(values, 99)
+    return np.clip(values / reference, 0.0, 1.0) if reference > 0 else np.zeros_like(values)
+
+
+def smooth(values: np.ndarray, fps: float, attack_ms: float, release_ms: float) -> np.ndarray:
+    """One-pole follower: rises with the attack time, falls with the release time."""
+    if attack_ms <= 0 and release_ms <= 0:
+        return values
+    rise = math.exp(-1000.0 / (attack_ms * fps)) if attack_ms > 0 else 0.0
+    fall = math.exp(-1000.0 / (release_ms * fps)) if release_ms > 0 else 0.0
+    out = np.empty_like(values)
+    level = 0.0
+    for index, value in enumerate(values):
+        coefficient = rise if value > level else fall
+        level = coefficient * level + (1 - coefficient) * value
+        out[index] = level
+    return out
+
+
+@dataclass
+class Analysis:
+    """Per-frame audio variables of one run."""
+
+    values: dict[str, np.ndarray] = field(default_factory=dict)
+    bpm: float | None = None
+    beat_frames: list[int] = field(default_factory=list)
+
+
+def analyze(
+    track: Track,
+    settings: AudioSettings,
+    frames: int,
+    fps: float,
+    *,
+    need: set[str] | None = None,
+) -> Analysis:
+    """Envelopes of every filter (and ``amp``/``onset``/``beat``/``bpm`` when in ``need``)."""
+    need = set(BUILT_IN) | {f.name for f in settings.filters} if need is None else need
+    starts = frame_starts(frames, fps, track.rate, settings.offset)
+    if settings.offset >= track.seconds:
+        raise AudioError(
+            f"offset {settings.offset:g} s is past the end of {track.path.name} ({track.seconds:.2f} s)",
+            field="audio.offset",
+            hint=f"use an offset below {track.seconds:.2f}",
+        )
+    past_end = int(np.sum(starts[1:] > len(track.samples)))
+    if past_end:
+        notify(f"audio: {track.path.name} ends before the animation; the last {past_end} frames read 0")
+    result = Analysis()
+    bands = [design_filter(spec, track.rate) for spec in settings.filters if spec.name in need]
+
+    def envelope(band: BandFilter) -> np.ndarray:  # sosfilt releases the GIL: filters run in parallel
+        filtered = signal.sosfilt(band.sos, track.samples)
+        return _shape(window_rms(filtered, starts, overwrite=True), settings, fps)
+
+    with ThreadPoolExecutor(max_workers=min(len(bands), os.cpu_count() or 1) or 1) as pool:
+        result.values.update(zip((band.name for band in bands), pool.map(envelope, bands), strict=True))
+    if "amp" in need:
+        result.values["amp"] = _shape(window_rms(track.samples, starts), settings, fps)
+    if need & {"onset", "beat"} or ("bpm" in need and not settings.bpm):
+        onset, beats, tempo = _rhythm(track, starts, fps, settings.offset)
+        result.values["onset"] = onset
+        result.values["beat"] = beat_ramp(beats, frames)
+        result.bpm, result.beat_frames = tempo, beats
+    if settings.bpm:
+        result.bpm = settings.bpm
+    return result
+
+
+def _shape(values: np.ndarray, settings: AudioSettings, fps: float) -> np.ndarray:
+    return smooth(normalise(values, settings.normalize), fps, settings.attack_ms, settings.release_ms)
+
+
+def _rhythm(track: Track, starts: np.ndarray, fps: float, offset: float) -> tuple[np.ndarray, list[int], float]:
+    """Onset strength per frame (its peak in the window), beat frames and the global tempo."""
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(_cache_dir() / "numba"))
+    import librosa
+
+    hop = 2 ** max(round(math.log2(track.rate / 172.0)), 6)  # about 6 ms
+    envelope = librosa.onset.onset_strength(y=track.samples, sr=track.rate, hop_length=hop)
+    tempo, beat_positions = librosa.beat.beat_track(onset_envelope=envelope, sr=track.rate, hop_length=hop)
+    onset_samples = np.arange(len(envelope)) * hop
+    frame_of = np.searchsorted(starts, onset_samples, side="right") - 1
+    frames = len(starts) - 1
+    onset = np.zeros(frames)
+    inside = (frame_of >= 0) & (frame_of < frames)
+    np.maximum.at(onset, frame_of[inside], envelope[inside])
+    beat_samples = librosa.frames_to_samples(beat_positions, hop_length=hop)
+    beat_frames = np.searchsorted(starts, beat_samples, side="right") - 1
+    beats = sorted({int(b) for b in beat_frames if 0 <= b < frames})
+    return normalise(onset, "peak"), beats, float(np.atleast_1d(tempo)[0])
+
+
+def beat_ramp(beats: list[int], frames: int) -> np.ndarray:
+    """1 on each beat frame, falling linearly to 0 at the next beat."""
+    ramp = np.zeros(frames)
+    for index, beat in enumerate(beats):
+        following = beats[index + 1] if index + 1 < len(beats) else frames
+        span = max(following - beat, 1)
+        ramp[beat:following] = 1.0 - np.arange(following - beat) / span
+    return ramp
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "driftwave"
+
+
+def analyze_settings(settings, frames: int, fps: float, need: set[str] | None = None) -> Analysis | None:
+    """The analysis for a run's settings, or None when the preset has no audio file."""
+    if not settings.audio.file:
+        return None
+    return analyze(load_audio(settings.audio.file), settings.audio, frames, fps, need=need)
