@@ -55,6 +55,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_overrides(render)
     render.set_defaults(run=run_render)
 
+    engine = commands.add_parser("engine", help="run the render engine process (the TUI starts it for you)")
+    engine.add_argument("--socket", metavar="PATH", help="Unix socket to listen on (default: per-user runtime dir)")
+    engine.add_argument(
+        "--idle-exit",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="exit after this long with no client and no render (0: never)",
+    )
+    engine.set_defaults(run=run_engine)
+
     schedule = commands.add_parser("schedule", help="evaluate a schedule string, one value per frame")
     schedule.add_argument("text", help='the schedule, e.g. "0:(sin(t)), 100:(4)"')
     schedule.add_argument("--frames", type=int, default=120, help="number of frames (default 120)")
@@ -173,6 +184,12 @@ def run_render(args: argparse.Namespace) -> int:
     if result.video:
         print(f"video: {result.video}")
     return 0
+
+
+def run_engine(args: argparse.Namespace) -> int:
+    from engine.server import run_engine as serve
+
+    return serve(Path(args.socket) if args.socket else None, idle_exit=args.idle_exit)
 
 
 class ProgressLine:

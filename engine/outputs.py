@@ -108,6 +108,25 @@ class RunFolder:
         }
         return state, tensors
 
+    def save_history(self, history: list[tuple[int, Any]]) -> None:
+        """Live edits as (first frame, settings) pairs, so a resume applies them at the same frames."""
+        lines = [
+            json.dumps({"from_frame": frame, "settings": settings.model_dump(mode="json")})
+            for frame, settings in history
+        ]
+        temporary = self.root / ".settings_history.jsonl.part"
+        temporary.write_text("".join(line + "\n" for line in lines))
+        os.replace(temporary, self.root / "settings_history.jsonl")
+
+    def load_history(self) -> list[tuple[int, Any]]:
+        from engine.presets import settings_from_data
+
+        path = self.root / "settings_history.jsonl"
+        if not path.exists():
+            return []
+        entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return [(entry["from_frame"], settings_from_data(entry["settings"])) for entry in entries]
+
 
 def check_filename_format(filename_format: str) -> None:
     try:

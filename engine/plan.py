@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -189,8 +190,16 @@ def compile_run(settings: Settings) -> Plan:
     need = _names_used(probe) & audio_names(settings)
     if uses_beat_positions(settings):
         need.add("bpm")
-    analysis = analyze_settings(settings, probe.timeline.frames, settings.animation.fps, need)
+    modified = Path(settings.audio.file).stat().st_mtime if Path(settings.audio.file).exists() else 0.0
+    key = (settings.audio.model_dump_json(), modified, probe.timeline.frames, settings.animation.fps, frozenset(need))
+    if key not in _ANALYSES:  # live edits recompile the plan: analyse the track once
+        _ANALYSES.clear()
+        _ANALYSES[key] = analyze_settings(settings, probe.timeline.frames, settings.animation.fps, need)
+    analysis = _ANALYSES[key]
     return compile_plan(settings, analysis.values, timeline=timeline_of(settings, bpm=analysis.bpm))
+
+
+_ANALYSES: dict[tuple, object] = {}
 
 
 def uses_beat_positions(settings: Settings) -> bool:

@@ -55,8 +55,14 @@ def render(
     on_event: Callable[[Event], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     timestring: str | None = None,
+    take_update: Callable[[], Settings | None] | None = None,
 ) -> RenderResult:
-    """Render ``settings``; ``resume`` continues the run with that timestring."""
+    """Render ``settings``; ``resume`` continues the run with that timestring.
+
+    ``take_update`` is polled before each diffused frame: new settings it returns (a live edit
+    from the TUI) apply from that frame on and are recorded in the run's history, so a resume
+    replays them at the same frames.
+    """
     emit = on_event or (lambda event: None)
     if resume or settings.resume.resume_from_timestring:
         resume = resume or settings.resume.resume_timestring
@@ -81,7 +87,7 @@ def render(
         )
         _write_settings(run, settings, backend)
     emit({"type": "log", "message": f"rendering to {run.root} with {backend.name}"})
-    loop = Loop(settings, plan, backend, run, emit, should_stop or (lambda: False))
+    loop = Loop(settings, plan, backend, run, emit, should_stop or (lambda: False), take_update or (lambda: None))
     mode = settings.animation.animation_mode
     frames = {"None": loop.stills, "Interpolation": loop.interpolation}.get(mode, loop.animation)()
     result = RenderResult(run.root, frames, None, settings)
@@ -121,7 +127,10 @@ def preflight(settings: Settings) -> None:
 
 
 class Loop:
-    def __init__(self, settings: Settings, plan: Plan, backend: Backend, run: RunFolder, emit, should_stop) -> None:
+    def __init__(
+        self, settings: Settings, plan: Plan, backend: Backend, run: RunFolder, emit, should_stop, take_update
+    ) -> None:
+        self.base = settings
         self.settings = settings
         self.plan = plan
         self.values = plan.values
@@ -135,6 +144,20 @@ class Loop:
         self.done = 0
         self.init_image, self.mask = self._init_and_mask()
         self._reference: coherence.ColorReference | None = None
+        self.take_update = take_update
+        self.history = run.load_history()  # live edits: (first frame, settings from then on)
+
+    def _follow_history(self, frame: int) -> None:
+        """Take a pending live edit (from this frame on), then use the settings in effect here."""
+        update = self.take_update()
+        if update is not None:
+            self.history = [entry for entry in self.history if entry[0] < frame] + [(frame, update)]
+            self.run.save_history(self.history)
+            self.emit({"type": "log", "message": f"edit applied from frame {frame}"})
+        current = next((s for start, s in reversed(self.history) if start <= frame), self.base)
+        if current is not self.settings:
+            self.settings, self.plan = current, compile_run(current)
+            self.values = self.plan.values
 
     # -- 2D ---------------------------------------------------------------------------------------
 
@@ -149,6 +172,8 @@ class Loop:
             self.emit({"type": "log", "message": f"resuming at frame {start * cadence}"})
         for group in range(start, math.ceil(total / cadence)):
             first = group * cadence
+            self._follow_history(first)
+            values = self.values
             seed = self._seed(group, first)
             if older is None:
                 warped, init, strength = None, self._first_init(seed), self._first_strength()

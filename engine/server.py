@@ -1,0 +1,404 @@
+"""The engine process: owns the model and the render; clients (TUIs) attach over a Unix socket.
+
+Started detached (its own session) so a dropped SSH connection does not stop a render. One
+job at a time runs in a worker thread; every connected client gets every event, and a client
+that attaches later gets a snapshot (``state``) with the job, its settings, its progress and
+the newest frame. Live edits (``update``) reach the render loop before its next frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import stat
+import sys
+import threading
+import time
+import traceback
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+from engine.errors import DriftwaveError, ErrorGroup, collecting_notices
+from engine.protocol import MAX_LINE, REQUESTS, ProtocolError, decode, encode, socket_path, version_problem
+from engine.settings import Settings
+
+# what may change while a render runs; the rest (size, model, mode, output place) needs a new run
+LIVE_GROUPS = {
+    "prompts",
+    "prompting",
+    "motion",
+    "sampling",
+    "anti_blur",
+    "coherence",
+    "depth",
+    "hybrid",
+    "guidance",
+    "audio",
+}
+FIXED_FIELDS = {"coherence.diffusion_cadence", "audio.file", "audio.offset"}
+
+
+class EngineBusy(DriftwaveError):
+    pass
+
+
+class Engine:
+    def __init__(self, path: Path, *, idle_exit: float = 0.0) -> None:
+        self.path = path
+        self.idle_exit = idle_exit
+        self.clients: set[asyncio.StreamWriter] = set()
+        self.state = "idle"
+        self.job: dict[str, Any] | None = None
+        self.progress: dict[str, Any] | None = None
+        self.latest_frame: str | None = None
+        self.log: deque[str] = deque(maxlen=200)
+        self.paused = threading.Event()
+        self.cancelled = threading.Event()
+        self._pending: Settings | None = None
+        self._pending_lock = threading.Lock()
+        self._worker: threading.Thread | None = None
+        self._stop = asyncio.Event()
+        self._last_activity = time.monotonic()
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    # -- serving ----------------------------------------------------------------------------------
+
+    async def serve(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        prepare_socket(self.path)
+        server = await asyncio.start_unix_server(self._client, path=str(self.path), limit=MAX_LINE)
+        os.chmod(self.path, 0o600)
+        self._say(f"engine listening on {self.path} (pid {os.getpid()})")
+        watchdog = asyncio.create_task(self._idle_watch())
+        try:
+            await self._stop.wait()
+        finally:
+            watchdog.cancel()
+            for writer in list(self.clients):
+                writer.close()
+            server.close()
+            with contextlib.suppress(Exception):
+                await server.wait_closed()
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.clients.add(writer)
+        self._last_activity = time.monotonic()
+        try:
+            while not reader.at_eof():
+                try:
+                    line = await reader.readline()
+                except (ConnectionError, ValueError, asyncio.CancelledError):  # ValueError: over MAX_LINE
+                    break
+                if not line.strip():
+                    continue
+                await self._handle(line, writer)
+        finally:
+            self.clients.discard(writer)
+            self._last_activity = time.monotonic()
+            with contextlib.suppress(Exception):
+                writer.close()
+
+    async def _handle(self, line: bytes, writer: asyncio.StreamWriter) -> None:
+        try:
+            message = decode(line)
+        except ProtocolError as error:
+            await self._send(writer, encode("error", message=str(error), where="protocol"))
+            return
+        problem = version_problem(message, side="engine")
+        if problem:
+            await self._send(writer, encode("error", message=problem, where="protocol"))
+            return
+        kind = message["type"]
+        if kind not in REQUESTS:
+            await self._send(writer, encode("error", message=f"unknown request {kind!r}", where="protocol"))
+            return
+        try:
+            reply = getattr(self, f"_on_{kind}")(message)
+        except DriftwaveError as error:
+            where = error.field or kind
+            text = str(error) if isinstance(error, ErrorGroup) else error.message
+            await self._send(writer, encode("error", message=text, where=where, hint=error.hint))
+            return
+        if reply is not None:
+            await self._send(writer, reply)
+
+    async def _send(self, writer: asyncio.StreamWriter, data: bytes) -> None:
+        try:
+            writer.write(data)
+            await writer.drain()
+        except (ConnectionError, RuntimeError):
+            self.clients.discard(writer)
+
+    def broadcast(self, data: bytes) -> None:
+        """Send to every client; callable from any thread."""
+        if self.loop is None:
+            return
+        for writer in list(self.clients):
+            self.loop.call_soon_threadsafe(self._write_quietly, writer, data)
+
+    def _write_quietly(self, writer: asyncio.StreamWriter, data: bytes) -> None:
+        if writer.is_closing():
+            self.clients.discard(writer)
+            return
+        writer.write(data)
+
+    async def _idle_watch(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            idle = time.monotonic() - self._last_activity
+            if (
+                self.idle_exit
+                and not self.clients
+                and self.state not in ("rendering", "paused", "loading")
+                and idle > self.idle_exit
+            ):
+                self._say(f"no clients and no render for {self.idle_exit:g} s: exiting")
+                self._stop.set()
+
+    # -- requests ---------------------------------------------------------------------------------
+
+    def snapshot(self) -> bytes:
+        return encode(
+            "state",
+            state=self.state,
+            job=self.job,
+            progress=self.progress,
+            latest_frame=self.latest_frame,
+            log=list(self.log)[-50:],
+            pid=os.getpid(),
+        )
+
+    def _on_hello(self, message: dict) -> bytes:
+        return self.snapshot()
+
+    def _on_status(self, message: dict) -> bytes:
+        return self.snapshot()
+
+    def _on_submit(self, message: dict) -> None:
+        if self.state in ("loading", "rendering", "paused"):
+            raise EngineBusy("a render is already running", field="submit", hint="cancel it first, or wait for it")
+        settings = _validated(message.get("settings") or {})
+        _check_expressions(settings)
+        self.job = {
+            "settings": settings.model_dump(mode="json"),
+            "preset": message.get("preset"),
+            "resume": message.get("resume"),
+            "folder": None,
+            "outputs": [],
+            "submitted": time.time(),
+        }
+        self.progress, self.latest_frame = None, None
+        self.paused.clear()
+        self.cancelled.clear()
+        self._set_state("loading")
+        self._worker = threading.Thread(
+            target=self._render, args=(settings, message.get("resume")), name="render", daemon=True
+        )
+        self._worker.start()
+        return None
+
+    def _on_update(self, message: dict) -> bytes | None:
+        if self.job is None:
+            raise DriftwaveError("there is no render to update", field="update", hint="submit one first")
+        settings = _validated(message.get("settings") or {})
+        current = _validated(self.job["settings"])
+        changed = _changed_paths(current, settings)
+        fixed = [path for path in changed if path.split(".")[0] not in LIVE_GROUPS or path in FIXED_FIELDS]
+        if fixed:
+            raise DriftwaveError(
+                f"{', '.join(fixed)} cannot change during a render",
+                field=fixed[0],
+                hint="cancel and start a new render to change these",
+            )
+        _check_expressions(settings)  # a bad edit is refused here, never in the loop
+        with self._pending_lock:
+            self._pending = settings
+        self.job["settings"] = settings.model_dump(mode="json")
+        self._say(f"edit received ({', '.join(changed) or 'no change'}); it applies from the next frame")
+        return None
+
+    def _on_pause(self, message: dict) -> None:
+        if self.state == "rendering":
+            self.paused.set()
+            self._set_state("paused")
+
+    def _on_resume(self, message: dict) -> None:
+        if self.state == "paused":
+            self.paused.clear()
+            self._set_state("rendering")
+
+    def _on_cancel(self, message: dict) -> None:
+        if self.state in ("loading", "rendering", "paused"):
+            self.cancelled.set()
+            self.paused.clear()
+            self._say("cancelling after the frame being written")
+
+    def _on_shutdown(self, message: dict) -> None:
+        self.cancelled.set()
+        self.paused.clear()
+        self._say("shutting down")
+        asyncio.get_running_loop().create_task(self._shutdown())
+
+    async def _shutdown(self) -> None:
+        if self._worker is not None:  # let the frame being written finish
+            await asyncio.to_thread(self._worker.join, 60)
+        self._stop.set()
+
+    # -- the render thread --------------------------------------------------------------------------
+
+    def _render(self, settings: Settings, resume: str | None) -> None:
+        from engine.render import Interrupted, render
+
+        def on_event(event: dict) -> None:
+            kind = event.get("type")
+            fields = {k: v for k, v in event.items() if k != "type"}
+            if kind == "progress":
+                self.progress = fields
+                if self.state == "loading":
+                    self._set_state("rendering")
+            elif kind == "frame":
+                self.latest_frame = fields["path"]
+            elif kind == "log":
+                self._remember(fields["message"])
+                if "rendering to " in fields["message"] and self.job is not None:
+                    self.job["folder"] = fields["message"].split("rendering to ")[1].split(" with ")[0]
+                    self._set_state("rendering")
+            elif kind == "done" and self.job is not None:
+                self.job["outputs"] = fields.get("outputs", [])
+            self.broadcast(encode(kind, **fields))
+
+        def should_stop() -> bool:
+            while self.paused.is_set() and not self.cancelled.is_set():
+                time.sleep(0.05)
+            return self.cancelled.is_set()
+
+        def take_update() -> Settings | None:
+            with self._pending_lock:
+                update, self._pending = self._pending, None
+            return update
+
+        try:
+            with collecting_notices() as notices:
+                render(settings, resume=resume, on_event=on_event, should_stop=should_stop, take_update=take_update)
+            for notice in notices:
+                self._say(f"note: {notice}")
+            self._set_state("done")
+        except Interrupted as stopped:
+            self._say(stopped.message)
+            self._set_state("cancelled")
+        except DriftwaveError as error:
+            self._fail(
+                error.message if not isinstance(error, ErrorGroup) else str(error), error.field or "render", error.hint
+            )
+        except Exception as error:  # a bug: the engine keeps serving and the TUI shows where
+            self._remember(traceback.format_exc())
+            self._fail(f"{type(error).__name__}: {error}", "engine (details in the engine log)", None)
+
+    def _fail(self, message: str, where: str, hint: str | None) -> None:
+        self._remember(f"error: {message}")
+        self.broadcast(encode("error", message=message, where=where, hint=hint))
+        self._set_state("error")
+
+    # -- helpers -------------------------------------------------------------------------------------
+
+    def _set_state(self, state: str) -> None:
+        self.state = state
+        self._last_activity = time.monotonic()
+        self.broadcast(self.snapshot())
+
+    def _say(self, message: str) -> None:
+        self._remember(message)
+        self.broadcast(encode("log", message=message))
+
+    def _remember(self, message: str) -> None:
+        self.log.append(message)
+        print(message, flush=True)
+
+
+def _validated(data: dict) -> Settings:
+    from engine.presets import settings_from_data
+
+    with collecting_notices():
+        return settings_from_data(data)
+
+
+def _check_expressions(settings: Settings) -> None:
+    """Every schedule and prompt compiles (without the audio analysis, which the job does)."""
+    from engine.plan import compile_plan
+
+    with collecting_notices():
+        compile_plan(settings)
+
+
+def _changed_paths(before: Settings, after: Settings) -> list[str]:
+    old, new = before.model_dump(mode="json"), after.model_dump(mode="json")
+    changed = []
+    for group, values in new.items():
+        if not isinstance(values, dict) or group == "prompts":
+            if values != old[group]:
+                changed.append(group)
+            continue
+        changed += [f"{group}.{name}" for name, value in values.items() if value != old[group][name]]
+    return changed
+
+
+def prepare_socket(path: Path) -> None:
+    """Private directory, stale socket removed, a live one refused."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    if path.exists() or path.is_socket():
+        if engine_running(path):
+            raise DriftwaveError(f"an engine is already running on {path}", hint="the TUI attaches to it")
+        path.unlink()  # left behind by an engine that died
+
+
+def engine_running(path: Path) -> bool:
+    if not path.exists() or not stat.S_ISSOCK(path.stat().st_mode):
+        return False
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(str(path))
+        return True
+    except OSError:
+        return False
+    finally:
+        probe.close()
+
+
+def run_engine(path: Path | None = None, *, idle_exit: float = 0.0) -> int:
+    """``main.py engine``: serve until shutdown (or idle, when ``idle_exit`` > 0)."""
+    path = path or socket_path()
+    try:
+        asyncio.run(Engine(path, idle_exit=idle_exit).serve())
+    except DriftwaveError as error:
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+def spawn_engine(path: Path | None = None, *, idle_exit: float = 600.0) -> int:
+    """Start an engine detached from this terminal; returns its pid."""
+    import subprocess
+
+    path = path or socket_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    log = open(path.with_name("engine.log"), "ab")  # noqa: SIM115 - handed to the child
+    main = Path(__file__).resolve().parent.parent / "main.py"
+    process = subprocess.Popen(
+        [sys.executable, str(main), "engine", "--socket", str(path), "--idle-exit", str(idle_exit)],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+        close_fds=True,
+    )
+    log.close()
+    return process.pid

@@ -1,0 +1,267 @@
+"""The engine process over a real Unix socket: snapshots, events, attach/detach, killed clients,
+pause/resume/cancel, live edits, permissions, stale sockets, protocol versions."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+
+from engine.server import engine_running, spawn_engine
+
+
+class Client:
+    def __init__(self, path: Path) -> None:
+        self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.socket.connect(str(path))
+        self.socket.settimeout(60)
+        self.file = self.socket.makefile("rwb")
+
+    def send(self, kind: str, **fields) -> None:
+        self.file.write((json.dumps({"v": 1, "type": kind, **fields}) + "\n").encode())
+        self.file.flush()
+
+    def receive(self) -> dict:
+        line = self.file.readline()
+        assert line, "the engine closed the connection"
+        return json.loads(line)
+
+    def until(self, test, timeout: float = 90) -> tuple[dict, list[dict]]:
+        seen, deadline = [], time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            message = self.receive()
+            seen.append(message)
+            if test(message):
+                return message, seen
+        raise AssertionError(f"timed out; last messages: {seen[-5:]}")
+
+    def snapshot(self) -> dict:
+        self.send("status")
+        return self.until(lambda m: m["type"] == "state")[0]
+
+    def close(self) -> None:
+        self.file.close()
+        self.socket.close()
+
+
+def start_engine(path: Path) -> subprocess.Popen:
+    process = subprocess.Popen(
+        [sys.executable, str(ROOT / "main.py"), "engine", "--socket", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    deadline = time.monotonic() + 30
+    while not engine_running(path) and time.monotonic() < deadline:
+        assert process.poll() is None, process.stdout.read().decode()
+        time.sleep(0.05)
+    return process
+
+
+@pytest.fixture
+def engine(tmp_path):
+    path = tmp_path / "run" / "engine.sock"
+    process = start_engine(path)
+    yield path
+    if process.poll() is None:
+        try:
+            client = Client(path)
+            client.send("shutdown")
+            process.wait(timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            process.kill()
+
+
+def job(tmp_path: Path, frames: int = 6, backend: str = "preview", **extra) -> dict:
+    settings = {
+        "animation": {"max_frames": frames},
+        "image": {"W": 64, "H": 64},
+        "model": {"backend": backend},
+        "batch": {"outdir": str(tmp_path / "out")},
+        "prompts": {"0": "a red fox"},
+        "sampling": {"steps": 8, "seed": 5},
+        "coherence": {"diffusion_cadence": 1},
+    }
+    for group, values in extra.items():
+        settings[group] = {**settings.get(group, {}), **values}
+    return settings
+
+
+def finished(message: dict) -> bool:
+    return message["type"] == "state" and message["state"] in ("done", "error", "cancelled")
+
+
+def test_socket_is_private(engine):
+    assert stat.S_IMODE(engine.stat().st_mode) == 0o600
+    assert stat.S_IMODE(engine.parent.stat().st_mode) == 0o700
+
+
+def test_hello_snapshot_and_a_full_render(engine, tmp_path):
+    client = Client(engine)
+    client.send("hello")
+    hello = client.receive()
+    assert hello["type"] == "state" and hello["state"] == "idle" and hello["job"] is None
+    client.send("submit", settings=job(tmp_path))
+    final, seen = client.until(finished)
+    assert final["state"] == "done", seen[-3:]
+    kinds = [m["type"] for m in seen]
+    assert kinds.count("frame") == 6 and kinds.count("progress") == 6 and "done" in kinds
+    progress = [m for m in seen if m["type"] == "progress"][-1]
+    assert progress["frame"] == 6 and progress["total"] == 6 and progress["fps"] > 0
+    assert Path(final["latest_frame"]).exists() and final["job"]["outputs"][-1].endswith("video.mp4")
+
+
+def test_protocol_mismatch_and_garbage_are_answered(engine):
+    client = Client(engine)
+    client.send("hello", v=99)
+    reply = client.receive()
+    assert reply["type"] == "error" and "update the engine" in reply["message"]
+    client.file.write(b"this is not json\n")
+    client.file.flush()
+    assert client.receive()["where"] == "protocol"
+    client.send("dance")
+    assert "unknown request" in client.receive()["message"]
+
+
+def test_bad_settings_are_refused_with_the_field(engine, tmp_path):
+    client = Client(engine)
+    client.send("submit", settings=job(tmp_path, motion={"zoom": "0:(1+tt)"}))
+    reply = client.receive()
+    assert reply["type"] == "error" and reply["where"] == "motion.zoom" and "unknown variable 'tt'" in reply["message"]
+    assert client.snapshot()["state"] == "idle"
+
+
+def test_attach_detach_and_reattach_mid_render(engine, tmp_path):
+    first = Client(engine)
+    first.send("submit", settings=job(tmp_path, frames=60, backend="tiny"))
+    first.until(lambda m: m["type"] == "progress" and m["frame"] >= 3)
+    second = Client(engine)
+    second.send("hello")
+    snapshot = second.receive()
+    assert snapshot["state"] == "rendering" and snapshot["progress"]["frame"] >= 3
+    assert snapshot["job"]["settings"]["prompts"] == {"0": "a red fox"} and Path(snapshot["latest_frame"]).exists()
+    second.close()
+    first.close()  # every client gone: the render goes on
+    time.sleep(1.0)
+    third = Client(engine)
+    later = third.snapshot()
+    assert later["state"] in ("rendering", "done") and later["progress"]["frame"] > snapshot["progress"]["frame"]
+    final, _ = third.until(finished, timeout=180)
+    assert final["state"] == "done"
+
+
+def test_killing_the_client_process_does_not_stop_the_render(engine, tmp_path):
+    script = textwrap.dedent(f"""
+        import json, socket, time
+        s = socket.socket(socket.AF_UNIX); s.connect({str(engine)!r})
+        s.sendall((json.dumps({{"v": 1, "type": "submit", "settings": {json.dumps(job(tmp_path, frames=40, backend="tiny"))}}}) + "\\n").encode())
+        time.sleep(60)
+    """)
+    tui = subprocess.Popen([sys.executable, "-c", script])
+    frames = tmp_path / "out" / "driftwave"
+    deadline = time.monotonic() + 60
+    while not list(frames.glob("*/frames/000002.png")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    tui.send_signal(signal.SIGKILL)
+    tui.wait()
+    watcher = Client(engine)
+    final, _ = (
+        watcher.until(finished, timeout=180) if watcher.snapshot()["state"] != "done" else (watcher.snapshot(), [])
+    )
+    assert final["state"] == "done"
+    assert len(list(frames.glob("*/frames/*.png"))) == 40
+
+
+def test_pause_resume_and_cancel(engine, tmp_path):
+    client = Client(engine)
+    client.send("submit", settings=job(tmp_path, frames=200, backend="tiny"))
+    client.until(lambda m: m["type"] == "progress" and m["frame"] >= 2)
+    client.send("pause")
+    client.until(lambda m: m["type"] == "state" and m["state"] == "paused")
+    time.sleep(0.5)
+    before = client.snapshot()["progress"]["frame"]
+    time.sleep(1.0)
+    assert client.snapshot()["progress"]["frame"] <= before + 1  # at most the frame that was in flight
+    client.send("resume")
+    client.until(lambda m: m["type"] == "progress" and m["frame"] > before + 2)
+    client.send("cancel")
+    final, _ = client.until(finished)
+    assert final["state"] == "cancelled"
+    folder = Path(final["job"]["folder"])
+    assert (folder / "state.json").exists()  # resumable
+
+
+def test_live_edit_applies_from_the_next_frame_and_is_recorded(engine, tmp_path):
+    client = Client(engine)
+    settings = job(tmp_path, frames=80, backend="tiny")
+    client.send("submit", settings=settings)
+    client.until(lambda m: m["type"] == "progress" and m["frame"] >= 3)
+    edited = json.loads(json.dumps(settings))
+    edited["prompts"] = {"0": "a blue whale"}
+    edited["motion"] = {"zoom": "0:(1.1)"}
+    client.send("update", settings=edited)
+    client.until(lambda m: m["type"] == "log" and "edit received" in m["message"])
+    applied, _ = client.until(lambda m: m["type"] == "log" and "edit applied from frame" in m["message"])
+    frame = int(applied["message"].rsplit(" ", 1)[1])
+    wrong = json.loads(json.dumps(edited))
+    wrong["image"]["W"] = 128
+    client.send("update", settings=wrong)
+    refused = client.until(lambda m: m["type"] == "error")[0]
+    assert "image.W cannot change during a render" in refused["message"]
+    client.send("cancel")
+    final, _ = client.until(finished)
+    history = (Path(final["job"]["folder"]) / "settings_history.jsonl").read_text().splitlines()
+    entry = json.loads(history[0])
+    assert entry["from_frame"] == frame >= 3 and entry["settings"]["prompts"] == {"0": "a blue whale"}
+
+
+def test_a_second_engine_refuses_the_same_socket(engine):
+    second = subprocess.run(
+        [sys.executable, str(ROOT / "main.py"), "engine", "--socket", str(engine)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert second.returncode == 2 and "already running" in second.stderr
+
+
+def test_a_stale_socket_is_cleaned_up(tmp_path):
+    path = tmp_path / "stale" / "engine.sock"
+    path.parent.mkdir()
+    dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dead.bind(str(path))
+    dead.close()  # the file stays, nobody listens: an engine that died
+    process = start_engine(path)
+    try:
+        client = Client(path)
+        assert client.snapshot()["state"] == "idle"
+        client.send("shutdown")
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert not path.exists()
+
+
+def test_spawned_engine_is_detached_from_the_terminal(tmp_path):
+    path = tmp_path / "detached" / "engine.sock"
+    pid = spawn_engine(path, idle_exit=30)
+    try:
+        deadline = time.monotonic() + 30
+        while not engine_running(path) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert os.getsid(pid) == pid != os.getsid(0)  # its own session: a hang-up here does not reach it
+        assert Client(path).snapshot()["pid"] == pid
+    finally:
+        os.kill(pid, signal.SIGTERM)
