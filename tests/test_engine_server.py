@@ -161,10 +161,11 @@ def test_attach_detach_and_reattach_mid_render(engine, tmp_path):
 
 
 def test_killing_the_client_process_does_not_stop_the_render(engine, tmp_path):
+    request = json.dumps({"v": 1, "type": "submit", "settings": job(tmp_path, frames=40, backend="tiny")})
     script = textwrap.dedent(f"""
-        import json, socket, time
+        import socket, time
         s = socket.socket(socket.AF_UNIX); s.connect({str(engine)!r})
-        s.sendall((json.dumps({{"v": 1, "type": "submit", "settings": {json.dumps(job(tmp_path, frames=40, backend="tiny"))}}}) + "\\n").encode())
+        s.sendall({(request + chr(10)).encode()!r})
         time.sleep(60)
     """)
     tui = subprocess.Popen([sys.executable, "-c", script])
