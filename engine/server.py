@@ -384,21 +384,31 @@ def run_engine(path: Path | None = None, *, idle_exit: float = 0.0) -> int:
     return 0
 
 
+# Runs in a short-lived middle process, so the engine is nobody's child once it exits: it outlives
+# the TUI, and the TUI neither reaps it nor holds it as a subprocess handle.
+_LAUNCHER = """import subprocess, sys
+log = open(sys.argv[1], "ab")
+engine = subprocess.Popen(sys.argv[2:], stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                          start_new_session=True, close_fds=True)
+print(engine.pid)
+"""
+
+
 def spawn_engine(path: Path | None = None, *, idle_exit: float = 600.0) -> int:
-    """Start an engine detached from this terminal; returns its pid."""
+    """Start an engine detached from this terminal and process; returns its pid."""
     import subprocess
 
     path = path or socket_path()
     path.parent.mkdir(parents=True, exist_ok=True)
-    log = open(path.with_name("engine.log"), "ab")  # noqa: SIM115 - handed to the child
     main = Path(__file__).resolve().parent.parent / "main.py"
-    process = subprocess.Popen(
-        [sys.executable, str(main), "engine", "--socket", str(path), "--idle-exit", str(idle_exit)],
+    command = [sys.executable, str(main), "engine", "--socket", str(path), "--idle-exit", str(idle_exit)]
+    launched = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", _LAUNCHER, str(path.with_name("engine.log")), *command],
+        capture_output=True,
+        text=True,
         stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=log,
-        start_new_session=True,
-        close_fds=True,
+        check=False,
     )
-    log.close()
-    return process.pid
+    if launched.returncode != 0:
+        raise DriftwaveError(f"could not start the engine: {launched.stderr.strip()[-500:]}")
+    return int(launched.stdout)

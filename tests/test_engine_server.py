@@ -21,7 +21,12 @@ from engine.server import engine_running, spawn_engine
 
 
 class Client:
+    """A bare-socket client, as another program would write one."""
+
+    opened: list[Client] = []
+
     def __init__(self, path: Path) -> None:
+        Client.opened.append(self)
         self.socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.socket.connect(str(path))
         self.socket.settimeout(60)
@@ -54,16 +59,27 @@ class Client:
         self.socket.close()
 
 
+@pytest.fixture(autouse=True)
+def _close_clients():
+    yield
+    while Client.opened:
+        Client.opened.pop().close()
+
+
 def start_engine(path: Path) -> subprocess.Popen:
-    process = subprocess.Popen(
-        [sys.executable, str(ROOT / "main.py"), "engine", "--socket", str(path)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    """An engine subprocess; what it prints goes to engine.out beside the socket."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    output = path.with_name("engine.out")
+    with output.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, str(ROOT / "main.py"), "engine", "--socket", str(path)],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
     deadline = time.monotonic() + 30
     while not engine_running(path) and time.monotonic() < deadline:
-        assert process.poll() is None, process.stdout.read().decode()
+        assert process.poll() is None, output.read_text()
         time.sleep(0.05)
     return process
 
@@ -239,7 +255,7 @@ def test_a_second_engine_refuses_the_same_socket(engine):
 
 def test_a_stale_socket_is_cleaned_up(tmp_path):
     path = tmp_path / "stale" / "engine.sock"
-    path.parent.mkdir()
+    path.parent.mkdir(mode=0o700)
     dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     dead.bind(str(path))
     dead.close()  # the file stays, nobody listens: an engine that died
