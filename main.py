@@ -20,10 +20,7 @@ PRESETS = Path(__file__).resolve().parent / "presets"
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "command", None):
-        parser.print_help()
-        return 0
+    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv) or ["tui"])
     try:
         with collecting_notices() as notices:
             status = args.run(args)
@@ -43,6 +40,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="main.py", description="Driftwave: music-synced Deforum-style animation.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    tui = commands.add_parser("tui", help="the terminal UI (the default): edit a preset while the engine renders")
+    tui.add_argument("preset", nargs="?", help="preset file or name (default: presets/demo.toml)")
+    tui.add_argument("--offline", action="store_true", help="edit only: do not start or attach to an engine")
+    _add_overrides(tui)
+    tui.set_defaults(run=run_tui)
 
     render = commands.add_parser("render", help="render a preset to frames and a video")
     render.add_argument("preset", help="preset file or name (see presets/)")
@@ -184,6 +187,22 @@ def run_render(args: argparse.Namespace) -> int:
     if result.video:
         print(f"video: {result.video}")
     return 0
+
+
+def run_tui(args: argparse.Namespace) -> int:
+    if not sys.stdout.isatty():
+        raise DriftwaveError(
+            "the TUI needs a terminal",
+            hint="run it in a terminal (over SSH: ssh -t host); main.py --help lists the other commands",
+        )
+    from tui.terminal import start_probe
+
+    start_probe()  # overlaps the terminal's answers with importing Textual
+    from tui.app import make_app
+
+    app = make_app(_preset_path(args.preset or "demo"), tuple(args.overrides), connect=not args.offline)
+    app.run()
+    return app.return_code or 0
 
 
 def run_engine(args: argparse.Namespace) -> int:
@@ -452,10 +471,14 @@ def run_import(args: argparse.Namespace) -> int:
 def _load(name: str, overrides: Sequence[str]):
     from engine.presets import load_preset
 
+    return load_preset(_preset_path(name), overrides)
+
+
+def _preset_path(name: str) -> Path:
     path = Path(name)
     if not path.exists() and (PRESETS / f"{name}.toml").exists():
         path = PRESETS / f"{name}.toml"
-    return load_preset(path, overrides)
+    return path
 
 
 def _print_notices(notices: list[str]) -> None:

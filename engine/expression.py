@@ -14,7 +14,6 @@ import difflib
 import math
 from collections.abc import Mapping
 
-import numexpr
 import numpy as np
 
 from engine.errors import ScheduleError
@@ -91,6 +90,8 @@ class Expression:
         """Values over ``length`` frames; array variables must have that length."""
         if self.constant is not None:
             return np.full(length, self.constant)
+        import numexpr  # imported on first use: the TUI paints before it needs it
+
         local = {name: variables[name] for name in self.names} | _NON_FINITE
         with np.errstate(all="ignore"):
             result = numexpr.evaluate(self.code, local_dict=local, global_dict={})

@@ -104,9 +104,11 @@ def test_settings_lists_every_section():
     assert "[motion]" in result.stdout and "zoom = " in result.stdout and "strength_schedule" in result.stdout
 
 
-def test_no_arguments_prints_help():
+def test_no_arguments_opens_the_tui_which_needs_a_terminal():
     result = run_cli()
-    assert result.returncode == 0 and "schedule" in result.stdout and "import" in result.stdout
+    assert result.returncode == 2 and "the TUI needs a terminal" in result.stderr and "--help" in result.stderr
+    help_text = run_cli("--help").stdout
+    assert "tui" in help_text and "schedule" in help_text and "import" in help_text
 
 
 # -- render ---------------------------------------------------------------------------------------------

@@ -1,0 +1,322 @@
+"""The TUI with Textual's Pilot: every tab edits and validates, renders run in a real engine
+subprocess, quitting guards unsaved edits and a running render; plus snapshots."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+from textual.widgets import Input, Select, Static, TextArea
+from textual_image.widget import HalfcellImage
+
+from engine.presets import load_preset
+from tui.app import DriftwaveApp, DriftwaveCommands
+from tui.client import EngineClient
+from tui.panes import AudioPane, MotionPane, RenderPane
+from tui.plot import SchedulePlot
+from tui.session import Session
+
+DEMO = ROOT / "presets" / "demo.toml"
+
+
+def make(tmp_path: Path | None = None, *, preset: Path = DEMO, connect: bool = False, **overrides) -> DriftwaveApp:
+    session = Session.open(preset)
+    for path, value in overrides.items():
+        session.set(path.replace("__", "."), value)
+    session.saved = session.settings
+    client = EngineClient(tmp_path / "engine.sock") if tmp_path else None
+    return DriftwaveApp(session, client=client, image_class=HalfcellImage, connect=connect, preview_interval=0.1)
+
+
+@asynccontextmanager
+async def running(app: DriftwaveApp, size: tuple[int, int] = (100, 30)):
+    """Run the app headless and wait until its panes are in (they mount after the first paint)."""
+    async with app.run_test(size=size) as pilot:
+        while not app.query("#pane-settings"):
+            await pilot.pause()
+        await pilot.pause()
+        yield pilot
+
+
+async def until_state(app: DriftwaveApp, pilot, *states: str, seconds: float) -> None:
+    """Let the app run until the engine reports one of ``states`` (or the time is up)."""
+    for _ in range(int(seconds * 10)):
+        if app.engine_state in states:
+            return
+        await pilot.pause(0.1)
+
+
+def text(app: DriftwaveApp, selector: str) -> str:
+    return str(app.query_one(selector, Static).render())
+
+
+def test_the_tui_never_imports_a_model_library():
+    code = (
+        "import sys, tui.app, tui.panes, tui.session, tui.client; "
+        "bad = [m for m in ('torch', 'diffusers', 'transformers') if m in sys.modules]; "
+        "assert not bad, bad"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert result.returncode == 0, result.stderr
+
+
+async def test_prompts_edit_validate_add_and_remove():
+    app = make()
+    async with running(app) as pilot:
+        area = app.query_one("#prompt-text", TextArea)
+        area.load_text("a (glowing:1.3) jellyfish --neg blurry")
+        await pilot.pause()
+        assert app.session.settings.prompts["0"] == "a (glowing:1.3) jellyfish --neg blurry"
+        assert "demo.toml *" in app.sub_title
+        area.load_text("a (glowing jellyfish")
+        await pilot.pause()
+        assert "unclosed '('" in text(app, "#prompt-error")
+        assert app.session.settings.prompts["0"] == "a (glowing:1.3) jellyfish --neg blurry"  # the bad edit is refused
+        area.load_text("calm sea")
+        await pilot.click("#add-prompt")
+        await pilot.pause()
+        assert set(app.session.settings.prompts) == {"0", "24", "48", "78"}
+        await pilot.click("#remove-prompt")
+        await pilot.pause()
+        assert set(app.session.settings.prompts) == {"0", "24", "48"}
+
+
+async def test_prompt_key_can_be_moved_and_must_be_a_frame():
+    app = make()
+    async with running(app) as pilot:
+        key = app.query_one("#prompt-key", Input)
+        key.value = "1s"
+        await pilot.pause()
+        assert "1s" in app.session.settings.prompts and "0" not in app.session.settings.prompts
+        key.value = "soon"
+        await pilot.pause()
+        assert "unknown variable 'soon'" in text(app, "#prompt-error")
+
+
+async def test_motion_schedule_edit_replots_and_flags_errors():
+    app = make()
+    async with running(app) as pilot:
+        app.action_tab("motion")
+        motion = app.query_one(MotionPane)
+        motion.select("motion.angle")
+        await pilot.pause()
+        plot = app.query_one("#schedule-plot", SchedulePlot)
+        before = list(plot.series)
+        app.query_one("#schedule-input", Input).value = "0:(0), 36:(20)"
+        await pilot.pause()
+        after = list(plot.series)
+        assert app.session.settings.motion.angle == "0:(0), 36:(20)" and after != before
+        assert max(after) == pytest.approx(20) and after[18] == pytest.approx(10)
+        app.query_one("#schedule-input", Input).value = "0:(sin(t) + 2*tt)"
+        await pilot.pause()
+        error = text(app, "#schedule-error")
+        assert "motion.angle, keyframe 0, column 15: unknown variable 'tt'" in error and "^" in error
+        assert app.session.settings.motion.angle == "0:(0), 36:(20)"
+
+
+async def test_audio_filters_add_and_reject_bad_names():
+    app = make()
+    async with running(app) as pilot:
+        app.action_tab("audio")
+        await pilot.pause()
+        pane = app.query_one(AudioPane)
+        for field, value in (("name", "fMid"), ("center", "400"), ("width", "200"), ("order", "4")):
+            pane.query_one(f"#filter-{field}", Input).value = value
+        await pilot.click("#filter-save")
+        await pilot.pause()
+        assert [f.name for f in app.session.settings.audio.filters] == ["fLo", "fHi", "fMid"]
+        pane.query_one("#filter-name", Input).value = "t"
+        await pilot.click("#filter-save")
+        await pilot.pause()
+        assert "built-in name" in text(app, "#audio-error")
+        assert len(app.session.settings.audio.filters) == 3
+
+
+async def test_audio_analysis_feeds_the_motion_plot():
+    app = make()
+    async with running(app) as pilot:
+        for _ in range(200):
+            await pilot.pause(0.1)
+            if "BPM" in text(app, "#audio-error"):
+                break
+        assert "tempo 120" in text(app, "#audio-error")
+        motion = app.query_one(MotionPane)
+        assert "fLo" in motion.variables
+        motion.select("motion.zoom")
+        await pilot.pause()
+        series = app.query_one("#schedule-plot", SchedulePlot).series
+        assert max(series) > min(series) + 0.02  # the bass moves the zoom
+
+
+async def test_settings_are_generated_and_validated():
+    app = make()
+    async with running(app) as pilot:
+        app.action_tab("settings")
+        width = app.query_one("#field-image-W", Input)
+        width.value = "640"
+        await pilot.pause()
+        assert app.session.settings.image.W == 640
+        width.value = "wide"
+        await pilot.pause()
+        assert "valid integer" in text(app, "#error-image-W")
+        app.query_one("#field-model-backend", Select).value = "preview"
+        await pilot.pause()
+        assert app.session.settings.model.backend == "preview"
+
+
+async def test_command_palette_offers_presets_render_and_every_field():
+    app = make()
+    async with running(app) as pilot:
+        titles = [title for title, _, _ in DriftwaveCommands(app.screen)._commands()]
+        assert {"Open preset…", "Save preset", "Import Deforum settings…", "Render"} <= set(titles)
+        assert "Jump to perlin_octaves" in titles
+        app.jump_to("coherence.perlin_octaves")
+        await pilot.pause()
+        assert app.focused is app.query_one("#field-coherence-perlin_octaves")
+
+
+async def test_save_keeps_comments_and_quit_guards_unsaved_edits(tmp_path):
+    preset = tmp_path / "mine.toml"
+    preset.write_text(DEMO.read_text())
+    app = make(preset=preset)
+    async with running(app) as pilot:
+        app.query_one("#prompt-text", TextArea).load_text("a quiet harbour")
+        await pilot.pause()
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        assert app.screen.query("#save")  # asked: save, discard or cancel
+        await pilot.click("#save")
+        await pilot.pause()
+    saved = preset.read_text()
+    assert '0 = "a quiet harbour"' in saved and "# a steady push in, kicked forward by the bass" in saved
+    assert load_preset(preset).settings.prompts["0"] == "a quiet harbour"
+
+
+async def test_a_bug_leaves_a_log_and_the_unsaved_edits_not_a_traceback(tmp_path):
+    preset = tmp_path / "mine.toml"
+    preset.write_text(DEMO.read_text())
+    app = make(tmp_path, preset=preset)
+
+    def bug():
+        raise RuntimeError("a bug in a handler")
+
+    with pytest.raises(RuntimeError, match="a bug in a handler"):
+        async with running(app) as pilot:
+            app.query_one("#prompt-text", TextArea).load_text("a quiet harbour")
+            await pilot.pause()
+            app.call_later(bug)
+            await pilot.pause()
+    log = (tmp_path / "tui.log").read_text()
+    assert "RuntimeError: a bug in a handler" in log and "Traceback" in log
+    recovered = tmp_path / "mine.recovered.toml"
+    assert load_preset(recovered).settings.prompts["0"] == "a quiet harbour"
+    assert '0 = "a quiet harbour"' not in preset.read_text()  # the user's file is untouched
+
+
+async def test_render_in_a_real_engine_shows_progress_and_frames(tmp_path):
+    app = make(
+        tmp_path,
+        connect=True,
+        model__backend="preview",
+        animation__max_frames=12,
+        image__W=64,
+        image__H=64,
+        batch__outdir=str(tmp_path / "out"),
+    )
+    async with running(app) as pilot:
+        await until_state(app, pilot, "idle", seconds=20)
+        assert app.engine_state == "idle" and app.client.started_engine
+        await pilot.press("ctrl+r")
+        await until_state(app, pilot, "done", "error", seconds=60)
+        assert app.engine_state == "done", app.job
+        await pilot.pause(0.3)
+        assert "frame 12/12" in str(app.query_one("#render-rate").render())
+        assert app._shown_frame and app._shown_frame.endswith("000011.png")
+        assert app.query_one("#render-preview").image is not None
+        await app.client.send("shutdown")
+
+
+async def test_engine_errors_reach_the_tui_and_edits_stay(tmp_path):
+    app = make(
+        tmp_path,
+        connect=True,
+        model__model=str(tmp_path / "missing-model"),
+        image__W=64,
+        image__H=64,
+        batch__outdir=str(tmp_path / "out"),
+    )
+    async with running(app) as pilot:
+        await until_state(app, pilot, "idle", seconds=20)
+        app.query_one("#prompt-text", TextArea).load_text("kept")
+        await pilot.press("ctrl+r")
+        await until_state(app, pilot, "error", seconds=30)
+        assert app.engine_state == "error"
+        log = "\n".join(app.query_one(RenderPane).lines)
+        assert "missing-model does not exist" in log and "set model.backend to preview" in log
+        assert app.session.settings.prompts["0"] == "kept"
+        await app.client.send("shutdown")
+
+
+# -- snapshots (half-cell image mode, no engine) ------------------------------------------------------------
+
+
+def _snap(tab=None, run=None):
+    async def before(pilot):
+        while not pilot.app.query("#pane-settings"):
+            await pilot.pause()
+        if tab:
+            pilot.app.action_tab(tab)
+        if run:
+            await run(pilot)
+        await pilot.pause()
+
+    return before
+
+
+def test_snapshot_prompts_80x24(snap_compare):
+    assert snap_compare(make(), terminal_size=(80, 24), run_before=_snap())
+
+
+def test_snapshot_motion_with_an_error_200x60(snap_compare):
+    async def bad(pilot):
+        pilot.app.query_one(MotionPane).select("motion.angle")
+        await pilot.pause()
+        pilot.app.query_one("#schedule-input", Input).value = "0:(sin(t), 30:(1)"
+
+    assert snap_compare(make(), terminal_size=(200, 60), run_before=_snap("motion", bad))
+
+
+def test_snapshot_settings_80x24(snap_compare):
+    assert snap_compare(make(), terminal_size=(80, 24), run_before=_snap("settings"))
+
+
+def test_snapshot_render_with_a_frame_80x24(snap_compare):
+    async def frame(pilot):
+        app = pilot.app
+        app.on_engine_message(
+            {
+                "type": "state",
+                "state": "rendering",
+                "job": {"folder": "outputs/demo/run"},
+                "progress": {"frame": 30, "total": 72, "fps": 2.5, "eta_s": 16.8},
+                "latest_frame": None,
+                "log": ["rendering to outputs/demo/run"],
+            }
+        )
+        await pilot.pause()
+        app.clear_notifications()  # toasts time out: keep them out of the picture
+        app.query_one("#render-preview").image = str(ROOT / "tests" / "data" / "frame.png")
+        await pilot.pause(0.2)  # the preview's width follows the image: let the layout settle
+
+    assert snap_compare(make(), terminal_size=(80, 24), run_before=_snap("render", frame))

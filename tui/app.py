@@ -1,0 +1,498 @@
+"""The Driftwave terminal UI: edit a preset while the engine process renders it.
+
+``make_app`` assembles it. The app talks to the engine over its socket from an async worker,
+starts a detached engine when none runs, shows a running render when it attaches, and never
+imports torch: it starts fast and stays responsive over SSH.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from textual import on, work
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen
+from textual.widgets import Button, Footer, Header, Input, Label, Static, TabbedContent, TabPane
+
+from engine.errors import DriftwaveError
+from tui.client import EngineClient, EngineUnavailable
+from tui.terminal import image_widget
+
+RUNNING = ("loading", "rendering", "paused")
+TABS = (
+    ("prompts", "Prompts"),
+    ("motion", "Motion"),
+    ("audio", "Audio"),
+    ("render", "Render"),
+    ("settings", "Settings"),
+)
+
+
+class Choice(ModalScreen[str]):
+    """A question with buttons; dismisses with the chosen button's id."""
+
+    def __init__(self, question: str, choices: list[tuple[str, str]]) -> None:
+        super().__init__()
+        self.question, self.choices = question, choices
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.question)
+            with Horizontal(classes="buttons"):
+                for choice_id, label in self.choices:
+                    yield Button(label, id=choice_id)
+
+    @on(Button.Pressed)
+    def _chosen(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id)
+
+
+class Ask(ModalScreen[str | None]):
+    """One line of text (a path), or None when cancelled with Escape."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="cancel-input")]
+
+    def __init__(self, question: str, value: str = "") -> None:
+        super().__init__()
+        self.question, self.value = question, value
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.question)
+            yield Input(self.value, id="ask-input")
+
+    @on(Input.Submitted)
+    def _submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip() or None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class DriftwaveCommands(Provider):
+    """Command palette: presets, import, render control, and a jump to any setting."""
+
+    def _commands(self) -> list[tuple[str, str, object]]:
+        app = self.app
+        commands = [
+            ("Open preset…", "open a TOML preset", app.action_open),
+            ("Save preset", "write the preset (comments kept)", app.action_save),
+            ("Save preset as…", "write the preset to a new file", app.action_save_as),
+            ("Import Deforum settings…", "read a Deforum settings file into the editor", app.action_import),
+            ("Render", "submit these settings to the engine", app.action_render),
+            ("Pause / resume render", "", app.action_pause),
+            ("Cancel render", "stop after the frame being written (resumable)", app.action_cancel),
+        ]
+        from engine.settings import FIELDS
+
+        for name, (group, field) in FIELDS.items():
+            commands.append((f"Jump to {name}", f"[{group}]", lambda path=f"{group}.{field}": app.jump_to(path)))
+        return commands
+
+    async def discover(self) -> Hits:
+        for title, help_text, callback in self._commands()[:7]:
+            yield DiscoveryHit(title, callback, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for title, help_text, callback in self._commands():
+            score = matcher.match(title)
+            if score > 0:
+                yield Hit(score, matcher.highlight(title), callback, help=help_text)
+
+
+class DriftwaveApp(App):
+    CSS_PATH = "app.tcss"
+    TITLE = "Driftwave"
+    COMMANDS = App.COMMANDS | {DriftwaveCommands}
+    BINDINGS = [
+        Binding("ctrl+s", "save", "Save", id="save"),
+        Binding("ctrl+o", "open", "Open", id="open", show=False),
+        Binding("ctrl+r", "render", "Render", id="render"),
+        Binding("ctrl+t", "pause", "Pause/Resume", id="pause"),
+        Binding("ctrl+k", "cancel", "Cancel render", id="cancel", show=False),
+        Binding("ctrl+q", "quit", "Quit", id="quit", priority=True),
+        Binding("f1", "tab('prompts')", "Prompts", id="tab-prompts", show=False),
+        Binding("f2", "tab('motion')", "Motion", id="tab-motion", show=False),
+        Binding("f3", "tab('audio')", "Audio", id="tab-audio", show=False),
+        Binding("f4", "tab('render')", "Render tab", id="tab-render", show=False),
+        Binding("f5", "tab('settings')", "Settings", id="tab-settings", show=False),
+    ]
+
+    def __init__(
+        self,
+        session,
+        *,
+        client: EngineClient | None = None,
+        image_class: type | None = None,
+        connect: bool = True,
+        preview_interval: float = 0.5,
+    ) -> None:
+        """``session``: a Session, or a callable making one (called after the first paint)."""
+        super().__init__()
+        self._session_source = session
+        self.session = None if callable(session) else session
+        self.client = client or EngineClient()
+        self.image_class = image_class or image_widget()
+        self.connect = connect
+        self.preview_interval = preview_interval
+        self.engine_state = "disconnected"
+        self.job: dict | None = None
+        self._pending_frame: str | None = None
+        self._shown_frame: str | None = None
+        self._update_due: float | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with TabbedContent(initial="prompts", id="tabs"):
+            for tab, title in TABS:
+                with TabPane(title, id=tab):
+                    yield Static("loading…", classes="loading")
+        yield Footer()
+
+    def on_ready(self) -> None:
+        """The first frame is on screen: now bring in the editors (settings, plots, engine)."""
+        self._load()
+
+    def _load(self) -> None:
+        if self.session is None:
+            try:
+                self.session = self._session_source()
+            except DriftwaveError as error:
+                self.exit(return_code=2, message=f"error: {error}")
+                return
+        self._mount_panes()
+        self.refresh_title()
+        self.set_interval(self.preview_interval, self._show_pending_frame)
+        self.set_interval(0.25, self._send_pending_update)
+        if self.connect:
+            self.engine_loop()
+
+    def _mount_panes(self) -> None:
+        from tui.panes import AudioPane, MotionPane, PromptsPane, RenderPane, SettingsPane
+
+        panes = {
+            "prompts": PromptsPane(self.session, id="pane-prompts"),
+            "motion": MotionPane(self.session, id="pane-motion"),
+            "audio": AudioPane(self.session, id="pane-audio"),
+            "settings": SettingsPane(self.session, id="pane-settings"),
+        }
+        if not self.query("#pane-render"):
+            panes["render"] = RenderPane(self.image_class, id="pane-render")
+        for tab, pane in panes.items():
+            container = self.query_one(f"#{tab}", TabPane)
+            container.remove_children()
+            container.mount(pane)
+
+    def pane(self, name: str):
+        return self.query_one(f"#pane-{name}")
+
+    def refresh_title(self) -> None:
+        title = self.session.title if self.session else "loading"
+        self.sub_title = f"{title}  ·  engine {self.engine_state}"
+
+    # -- the engine --------------------------------------------------------------------------------
+
+    @work(exclusive=True, group="engine", exit_on_error=False)
+    async def engine_loop(self) -> None:
+        try:
+            await self.client.connect()
+        except EngineUnavailable as error:
+            self._engine_gone(str(error))
+            return
+        try:
+            await self.client.send("hello")
+            async for message in self.client.events():
+                self.on_engine_message(message)
+        finally:
+            await self.client.close()  # whatever ends the loop (the app exiting too) lets the socket go
+        self._engine_gone("the engine closed the connection (it stopped or crashed); your edits are kept")
+
+    def _engine_gone(self, message: str) -> None:
+        self.engine_state = "disconnected"
+        self.refresh_title()
+        if self.query("#pane-render"):
+            self.pane("render").show_state("disconnected — press Render to start a new engine", None)
+        self.notify(message, title="Engine", severity="error", timeout=10)
+
+    def on_engine_message(self, message: dict) -> None:
+        pane = self.pane("render")
+        kind = message["type"]
+        if kind == "state":
+            first = self.engine_state == "disconnected"
+            self.engine_state, self.job = message["state"], message.get("job")
+            pane.show_state(self.engine_state, self.job)
+            if message.get("progress"):
+                pane.show_progress(**_progress(message["progress"]))
+            if message.get("latest_frame"):
+                self._pending_frame = message["latest_frame"]
+            if first:
+                for line in message.get("log", []):
+                    pane.log(line)
+                if self.engine_state in RUNNING:
+                    self.notify("attached to the running render", title="Engine")
+            if self.engine_state == "done":
+                self.notify("render finished", title="Engine")
+            self.refresh_title()
+        elif kind == "progress":
+            pane.show_progress(**_progress(message))
+        elif kind == "frame":
+            self._pending_frame = message["path"]  # shown by the timer: the newest only
+        elif kind == "log":
+            pane.log(message["message"])
+        elif kind == "error":
+            where = message.get("where") or "engine"
+            hint = message.get("hint") or ""
+            if "backend=preview" in hint:
+                hint = "to see the motion without a model, set model.backend to preview (Settings)"
+            pane.log(f"error ({where}): {message['message']}" + (f" — {hint}" if hint else ""))
+            self.notify(
+                f"{where}: {message['message']}\n{hint}".strip(), title="Engine error", severity="error", timeout=12
+            )
+        elif kind == "done":
+            pane.log(f"done: {len(message.get('outputs', []))} files")
+
+    def _show_pending_frame(self) -> None:
+        if self._pending_frame and self._pending_frame != self._shown_frame and Path(self._pending_frame).exists():
+            self._shown_frame = self._pending_frame
+            self.pane("render").show_frame(self._pending_frame)
+
+    async def _request(self, kind: str, **fields) -> None:
+        if not self.client.connected:
+            self.notify("not connected to the engine", severity="warning")
+            return
+        await self.client.send(kind, **fields)
+
+    # -- edits --------------------------------------------------------------------------------------
+
+    def on_edited(self, message) -> None:
+        from tui.session import SCHEDULE_FIELDS
+
+        self.refresh_title()
+        motion = self.query("#pane-motion")
+        if (
+            motion
+            and message.path != motion.first().current
+            and (message.path in SCHEDULE_FIELDS or message.path.startswith(("audio", "animation")))
+        ):
+            motion.first().replot()
+        if self.engine_state in RUNNING:
+            self._update_due = time.monotonic() + 0.5  # a live edit: sent once typing pauses
+
+    async def _send_pending_update(self) -> None:
+        if self._update_due and time.monotonic() >= self._update_due and self.engine_state in RUNNING:
+            self._update_due = None
+            await self._request("update", settings=self.session.settings.model_dump(mode="json"))
+
+    def on_audio_pane_analysed(self, message) -> None:
+        motion = self.pane("motion")
+        motion.variables = message.values
+        motion.replot()
+
+    # -- actions --------------------------------------------------------------------------------------
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one("#tabs", TabbedContent).active = tab
+
+    async def action_render(self) -> None:
+        if self.engine_state in RUNNING:
+            self.notify("a render is running: pause or cancel it first", severity="warning")
+            return
+        if not self.client.connected:
+            self.engine_loop()
+            for _ in range(100):
+                if self.client.connected:
+                    break
+                await self._sleep(0.1)
+        self.action_tab("render")
+        preset = str(self.session.path) if self.session.path else None
+        await self._request("submit", settings=self.session.settings.model_dump(mode="json"), preset=preset)
+
+    async def action_pause(self) -> None:
+        await self._request("resume" if self.engine_state == "paused" else "pause")
+
+    async def action_cancel(self) -> None:
+        await self._request("cancel")
+
+    def action_save(self) -> None:
+        if self.session.path is None:
+            self.action_save_as()
+            return
+        self._save(self.session.path)
+
+    def action_save_as(self) -> None:
+        default = str(self.session.path or "preset.toml")
+        self.push_screen(Ask("Save the preset as (path):", default), lambda path: path and self._save(Path(path)))
+
+    def _save(self, path: Path) -> None:
+        from tui.panes import error_text
+
+        try:
+            written = self.session.save(path)
+        except DriftwaveError as error:
+            self.notify(error_text(error), title="Not saved", severity="error")
+            return
+        self.notify(f"saved {written}")
+        self.refresh_title()
+
+    def action_open(self) -> None:
+        self.push_screen(Ask("Open a preset (path):", str(self.session.path or "")), self._open)
+
+    def _open(self, path: str | None) -> None:
+        if not path:
+            return
+        from tui.panes import error_text
+        from tui.session import Session
+
+        try:
+            session = Session.open(path)
+        except DriftwaveError as error:
+            self.notify(error_text(error), title="Cannot open", severity="error")
+            return
+        self._replace_session(session)
+        self.notify(f"opened {session.path}")
+
+    def action_import(self) -> None:
+        self.push_screen(Ask("Import a Deforum settings file (path):"), self._import)
+
+    def _import(self, path: str | None) -> None:
+        if not path:
+            return
+        from engine.deforum import import_deforum
+        from engine.presets import Preset
+        from tui.panes import error_text
+        from tui.session import Session
+
+        try:
+            result = import_deforum(path)
+        except DriftwaveError as error:
+            self.notify(error_text(error), title="Cannot import", severity="error")
+            return
+        self._replace_session(Session(Preset(result.settings)))
+        self.session.saved = None  # an import is unsaved until written
+        for warning in result.warnings:
+            self.pane("render").log(f"import: {warning}")
+        self.notify(f"imported {Path(path).name}: {len(result.warnings)} warnings (see the Render log)")
+
+    def _replace_session(self, session) -> None:
+        self.session = session
+        self._mount_panes()
+        self.refresh_title()
+
+    def jump_to(self, path: str) -> None:
+        from tui.session import SCHEDULE_FIELDS
+
+        if path in SCHEDULE_FIELDS:
+            self.action_tab("motion")
+            self.pane("motion").select(path)
+            self.query_one("#schedule-input").focus()
+        elif path.startswith("audio."):
+            self.action_tab("audio")
+        elif path.startswith("prompting.negative"):
+            self.action_tab("prompts")
+        else:
+            self.action_tab("settings")
+            self.pane("settings").focus_field(path)
+
+    async def action_quit(self) -> None:
+        if self.session.dirty:
+            self.push_screen(
+                Choice(
+                    f"Save the changes to {self.session.title.rstrip(' *')}?",
+                    [("save", "Save"), ("discard", "Discard"), ("stay", "Cancel")],
+                ),
+                self._after_save,
+            )
+        else:
+            await self._after_save("discard")
+
+    async def _after_save(self, choice: str) -> None:
+        if choice == "stay":
+            return
+        if choice == "save":
+            self.action_save()
+            if self.session.dirty:
+                return
+        if self.engine_state in RUNNING:
+            self.push_screen(
+                Choice(
+                    "A render is running. Keep it going after the TUI closes?",
+                    [("keep", "Keep rendering"), ("stop", "Stop it"), ("stay", "Cancel")],
+                ),
+                self._leave,
+            )
+        else:
+            await self._leave("keep")
+
+    async def _leave(self, choice: str) -> None:
+        if choice == "stay":
+            return
+        if choice == "stop":
+            await self._request("cancel")
+        await self.client.close()
+        self.exit()
+
+    # -- the unexpected ------------------------------------------------------------------------------
+
+    def _handle_exception(self, error: Exception) -> None:
+        """A bug: the traceback goes to tui.log, unsaved edits to a recovery preset, and the screen
+        gets one line naming both, never the traceback. The engine renders on regardless."""
+        report = self.record_crash(error)
+        if self.is_headless:
+            super()._handle_exception(error)  # under Pilot the test sees the exception itself
+        else:
+            self.exit(return_code=1, message=report)
+
+    def record_crash(self, error: BaseException) -> str:
+        import traceback
+
+        log = self.client.path.with_name("tui.log")
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("a") as file:
+            file.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')}\n{''.join(traceback.format_exception(error))}")
+        report = f"Driftwave stopped on an unexpected error: {error} (the traceback is in {log})"
+        if self.session is not None and self.session.dirty:
+            target = self.session.recovery_path()
+            try:
+                self.session.save(target)
+                report += f"; your unsaved edits are in {target}"
+            except Exception as failure:
+                report += f"; your unsaved edits could not be saved ({failure})"
+        if self.engine_state in RUNNING:
+            report += "; the render goes on (run main.py again to attach)"
+        return report
+
+    @staticmethod
+    async def _sleep(seconds: float) -> None:
+        import asyncio
+
+        await asyncio.sleep(seconds)
+
+
+def _progress(fields: dict) -> dict:
+    return {
+        "frame": fields["frame"],
+        "total": fields["total"],
+        "fps": fields.get("fps") or 0.0,
+        "eta": fields.get("eta_s"),
+    }
+
+
+def make_app(preset: str | Path | None = None, overrides: tuple[str, ...] = (), **options) -> DriftwaveApp:
+    """The app for ``preset`` (a path; none: the defaults), loaded after the first paint."""
+
+    def load():
+        from engine.errors import collecting_notices
+        from engine.presets import load_preset
+        from tui.session import Session
+
+        if preset is None:
+            return Session()
+        with collecting_notices():
+            return Session(load_preset(preset, overrides))
+
+    return DriftwaveApp(load, **options)
