@@ -3,6 +3,7 @@ subprocess, quitting guards unsaved edits and a running render; plus snapshots."
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
-from textual.widgets import Input, Select, Static, TextArea
+from textual.widgets import Input, Select, Static, TabbedContent, TextArea
 from textual_image.widget import HalfcellImage
 
 from engine.presets import load_preset
@@ -44,11 +45,13 @@ async def running(app: DriftwaveApp, size: tuple[int, int] = (100, 30)):
 
 
 async def until_state(app: DriftwaveApp, pilot, *states: str, seconds: float) -> None:
-    """Let the app run until the engine reports one of ``states`` (or the time is up)."""
+    """Let the app run until the engine reports one of ``states`` (or the time is up). A plain
+    sleep: Pilot's pause waits on every widget, and attaching may swap the panes meanwhile."""
     for _ in range(int(seconds * 10)):
         if app.engine_state in states:
-            return
-        await pilot.pause(0.1)
+            break
+        await asyncio.sleep(0.1)
+    await pilot.pause()
 
 
 def text(app: DriftwaveApp, selector: str) -> str:
@@ -170,6 +173,9 @@ async def test_settings_are_generated_and_validated():
         width.value = "wide"
         await pilot.pause()
         assert "valid integer" in text(app, "#error-image-W")
+        assert not app.query("#field-model-backend")  # closed groups are built when opened
+        app.query_one("#group-model").collapsed = False
+        await pilot.pause()
         app.query_one("#field-model-backend", Select).value = "preview"
         await pilot.pause()
         assert app.session.settings.model.backend == "preview"
@@ -224,6 +230,50 @@ async def test_a_bug_leaves_a_log_and_the_unsaved_edits_not_a_traceback(tmp_path
     assert '0 = "a quiet harbour"' not in preset.read_text()  # the user's file is untouched
 
 
+async def test_open_asks_before_dropping_edits_and_loads_the_other_preset(tmp_path):
+    app = make()
+    async with running(app) as pilot:
+        app.query_one("#prompt-text", TextArea).load_text("an edit not yet saved")
+        await pilot.pause()
+        app.action_open()
+        await pilot.pause()
+        await pilot.click("#stay")  # Cancel: nothing changes
+        await pilot.pause()
+        assert app.session.settings.prompts["0"] == "an edit not yet saved"
+        app.action_open()
+        await pilot.pause()
+        await pilot.click("#discard")
+        await pilot.pause()
+        app.screen.query_one("#ask-input", Input).value = str(ROOT / "presets" / "zoom_tunnel.toml")
+        await pilot.press("enter")
+        await pilot.pause()
+        tunnel = load_preset(ROOT / "presets" / "zoom_tunnel.toml").settings
+        assert app.session.path.name == "zoom_tunnel.toml" and not app.session.dirty
+        assert app.query_one("#prompt-text", TextArea).text == tunnel.prompts[min(tunnel.prompts, key=int)]
+        assert "zoom_tunnel.toml" in app.sub_title
+
+
+async def test_import_a_deforum_file_lists_its_warnings():
+    app = make()
+    async with running(app) as pilot:
+        app.action_import()
+        await pilot.pause()
+        app.screen.query_one("#ask-input", Input).value = str(ROOT / "tests" / "data" / "deforum_a1111_settings.txt")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.session.dirty and app.session.path is None  # unsaved until written
+        assert app.session.settings.animation.blend == "hold"
+        assert any(line.startswith("import: ") for line in app.query_one(RenderPane).lines)
+        app.action_import()
+        await pilot.pause()
+        await pilot.click("#discard")
+        await pilot.pause()
+        app.screen.query_one("#ask-input", Input).value = str(ROOT / "missing.txt")
+        await pilot.press("enter")
+        await pilot.pause()
+        assert "missing.txt" in " ".join(n.message for n in app._notifications)
+
+
 async def test_render_in_a_real_engine_shows_progress_and_frames(tmp_path):
     app = make(
         tmp_path,
@@ -245,6 +295,36 @@ async def test_render_in_a_real_engine_shows_progress_and_frames(tmp_path):
         assert app._shown_frame and app._shown_frame.endswith("000011.png")
         assert app.query_one("#render-preview").image is not None
         await app.client.send("shutdown")
+
+
+async def test_a_second_tui_attaches_to_the_running_render_and_its_settings(tmp_path):
+    options = dict(
+        model__backend="tiny", animation__max_frames=400, image__W=64, image__H=64, batch__outdir=str(tmp_path / "out")
+    )
+    first = make(tmp_path, connect=True, **options)
+    async with running(first) as pilot:
+        await until_state(first, pilot, "idle", seconds=20)
+        first.query_one("#prompt-text", TextArea).load_text("a lighthouse in fog")
+        await pilot.pause()
+        await pilot.press("ctrl+r")
+        await until_state(first, pilot, "rendering", seconds=60)
+    # the first TUI is gone (as after a dropped SSH connection); the render is not
+    second = make(tmp_path, connect=True)
+    async with running(second) as pilot:
+        await until_state(second, pilot, "rendering", seconds=20)
+        await pilot.pause(0.5)
+        assert second.session.settings.prompts["0"] == "a lighthouse in fog"  # the job's, not the file's
+        assert second.session.settings.animation.max_frames == 400
+        assert second.query_one("#tabs", TabbedContent).active == "render"  # progress and frame in view
+        assert "attached to the running render" in " ".join(n.message for n in second._notifications)
+        for _ in range(100):
+            if second._shown_frame:
+                break
+            await pilot.pause(0.1)
+        assert second._shown_frame and Path(second._shown_frame).exists()
+        await second.client.send("cancel")
+        await until_state(second, pilot, "cancelled", seconds=30)
+        await second.client.send("shutdown")
 
 
 async def test_engine_errors_reach_the_tui_and_edits_stay(tmp_path):

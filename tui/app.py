@@ -8,6 +8,7 @@ imports torch: it starts fast and stays responsive over SSH.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from textual import on, work
@@ -154,39 +155,66 @@ class DriftwaveApp(App):
                     yield Static("loading…", classes="loading")
         yield Footer()
 
-    def on_ready(self) -> None:
+    async def on_ready(self) -> None:
         """The first frame is on screen: now bring in the editors (settings, plots, engine)."""
-        self._load()
+        await self._load()
 
-    def _load(self) -> None:
+    async def _load(self) -> None:
         if self.session is None:
             try:
                 self.session = self._session_source()
             except DriftwaveError as error:
                 self.exit(return_code=2, message=f"error: {error}")
                 return
-        self._mount_panes()
+        snapshot = await self._attach_early() if self.connect else None
+        await self._mount_panes(ready=lambda: self._follow_engine(snapshot))
+
+    def _follow_engine(self, snapshot: dict | None) -> None:
         self.refresh_title()
         self.set_interval(self.preview_interval, self._show_pending_frame)
         self.set_interval(0.25, self._send_pending_update)
         if self.connect:
+            if snapshot is not None:
+                self.on_engine_message(snapshot)
             self.engine_loop()
 
-    def _mount_panes(self) -> None:
+    async def _attach_early(self) -> dict | None:
+        """An engine already running: its snapshot, taken before the panes are built, so a
+        running job's settings are what they show (no second build). None when none runs."""
+        try:
+            await self.client.connect(start=False)
+            snapshot = await self.client.hello(timeout=2.0)
+        except (EngineUnavailable, OSError):
+            await self.client.close()
+            return None
+        if snapshot["state"] in RUNNING:
+            self._adopt(snapshot.get("job"))
+            self.action_tab("render")
+        return snapshot
+
+    async def _mount_panes(self, ready: Callable[[], None] | None = None) -> None:
+        """Build the editors for the session. The render pane comes first and ``ready`` runs as
+        soon as it is in, so engine events (a running job's progress and frame) show while the
+        editors are built; the audio analysis starts last, its thread would slow the building."""
         from tui.panes import AudioPane, MotionPane, PromptsPane, RenderPane, SettingsPane
 
-        panes = {
+        panes = {}
+        if not self.query("#pane-render"):
+            panes["render"] = RenderPane(self.image_class, id="pane-render")
+        panes |= {
             "prompts": PromptsPane(self.session, id="pane-prompts"),
             "motion": MotionPane(self.session, id="pane-motion"),
             "audio": AudioPane(self.session, id="pane-audio"),
             "settings": SettingsPane(self.session, id="pane-settings"),
         }
-        if not self.query("#pane-render"):
-            panes["render"] = RenderPane(self.image_class, id="pane-render")
         for tab, pane in panes.items():
+            if tab == "prompts" and ready is not None:
+                ready()
+                await self.screen.wait_for_refresh()  # on screen before the editors are built
             container = self.query_one(f"#{tab}", TabPane)
-            container.remove_children()
-            container.mount(pane)
+            await container.remove_children()  # gone before the new pane takes its id
+            await container.mount(pane)
+        self.pane("audio").analyse()
 
     def pane(self, name: str):
         return self.query_one(f"#pane-{name}")
@@ -199,13 +227,17 @@ class DriftwaveApp(App):
 
     @work(exclusive=True, group="engine", exit_on_error=False)
     async def engine_loop(self) -> None:
+        """Connect (starting an engine if none runs, unless already connected) and follow its
+        events until it goes."""
         try:
-            await self.client.connect()
-        except EngineUnavailable as error:
+            if not self.client.connected:
+                await self.client.connect()
+                self.on_engine_message(await self.client.hello())
+        except (EngineUnavailable, OSError) as error:
+            await self.client.close()
             self._engine_gone(str(error))
             return
         try:
-            await self.client.send("hello")
             async for message in self.client.events():
                 self.on_engine_message(message)
         finally:
@@ -231,10 +263,11 @@ class DriftwaveApp(App):
             if message.get("latest_frame"):
                 self._pending_frame = message["latest_frame"]
             if first:
+                self._show_pending_frame()  # a running job's latest frame now, not a tick later
                 for line in message.get("log", []):
                     pane.log(line)
                 if self.engine_state in RUNNING:
-                    self.notify("attached to the running render", title="Engine")
+                    self.call_later(self._attach, self.job)
             if self.engine_state == "done":
                 self.notify("render finished", title="Engine")
             self.refresh_title()
@@ -255,6 +288,30 @@ class DriftwaveApp(App):
             )
         elif kind == "done":
             pane.log(f"done: {len(message.get('outputs', []))} files")
+
+    def _adopt(self, job: dict | None) -> bool:
+        """Make the running job's settings the session's, unless unsaved edits are open."""
+        if self.session.dirty or not job or not job.get("settings"):
+            return False
+        from tui.session import Session
+
+        try:
+            self.session = Session.of_job(job)
+        except DriftwaveError as error:
+            self.notify(f"attached, but its settings could not be shown: {error}", title="Engine", severity="warning")
+            return False
+        return True
+
+    async def _attach(self, job: dict | None) -> None:
+        """Connected to a running render: show what it renders (panes rebuilt if they differ)."""
+        shown = self.session.settings
+        if self._adopt(job) and self.session.settings != shown:
+            await self._mount_panes()
+            self.refresh_title()
+        if job and job.get("settings") and self.session.settings.model_dump(mode="json") != job["settings"]:
+            self.notify("attached to the running render; your unsaved edits stay on screen", title="Engine")
+        else:
+            self.notify("attached to the running render: its settings are loaded", title="Engine")
 
     def _show_pending_frame(self) -> None:
         if self._pending_frame and self._pending_frame != self._shown_frame and Path(self._pending_frame).exists():
@@ -340,9 +397,11 @@ class DriftwaveApp(App):
         self.refresh_title()
 
     def action_open(self) -> None:
-        self.push_screen(Ask("Open a preset (path):", str(self.session.path or "")), self._open)
+        self._unless_unsaved(
+            lambda: self.push_screen(Ask("Open a preset (path):", str(self.session.path or "")), self._open)
+        )
 
-    def _open(self, path: str | None) -> None:
+    async def _open(self, path: str | None) -> None:
         if not path:
             return
         from tui.panes import error_text
@@ -353,13 +412,13 @@ class DriftwaveApp(App):
         except DriftwaveError as error:
             self.notify(error_text(error), title="Cannot open", severity="error")
             return
-        self._replace_session(session)
+        await self._replace_session(session)
         self.notify(f"opened {session.path}")
 
     def action_import(self) -> None:
-        self.push_screen(Ask("Import a Deforum settings file (path):"), self._import)
+        self._unless_unsaved(lambda: self.push_screen(Ask("Import a Deforum settings file (path):"), self._import))
 
-    def _import(self, path: str | None) -> None:
+    async def _import(self, path: str | None) -> None:
         if not path:
             return
         from engine.deforum import import_deforum
@@ -372,15 +431,26 @@ class DriftwaveApp(App):
         except DriftwaveError as error:
             self.notify(error_text(error), title="Cannot import", severity="error")
             return
-        self._replace_session(Session(Preset(result.settings)))
+        await self._replace_session(Session(Preset(result.settings)))
         self.session.saved = None  # an import is unsaved until written
         for warning in result.warnings:
             self.pane("render").log(f"import: {warning}")
         self.notify(f"imported {Path(path).name}: {len(result.warnings)} warnings (see the Render log)")
 
-    def _replace_session(self, session) -> None:
+    def _unless_unsaved(self, then) -> None:
+        """Run ``then`` now, or once the user agrees to drop the unsaved edits."""
+        if not self.session.dirty:
+            then()
+            return
+        question = f"Discard the unsaved changes to {self.session.title.rstrip(' *')}?"
+        self.push_screen(
+            Choice(question, [("discard", "Discard"), ("stay", "Cancel")]),
+            lambda choice: then() if choice == "discard" else None,
+        )
+
+    async def _replace_session(self, session) -> None:
         self.session = session
-        self._mount_panes()
+        await self._mount_panes()
         self.refresh_title()
 
     def jump_to(self, path: str) -> None:
@@ -396,7 +466,7 @@ class DriftwaveApp(App):
             self.action_tab("prompts")
         else:
             self.action_tab("settings")
-            self.pane("settings").focus_field(path)
+            self.call_later(self.pane("settings").focus_field, path)
 
     async def action_quit(self) -> None:
         if self.session.dirty:

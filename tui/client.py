@@ -59,17 +59,37 @@ class EngineClient:
         self.writer.write(encode(kind, **fields))
         await self.writer.drain()
 
+    async def receive(self) -> dict[str, Any] | None:
+        """The next message, or None once the engine has closed the connection."""
+        if self.reader is None:
+            return None
+        try:
+            line = await self.reader.readline()
+        except (ConnectionError, ValueError):
+            line = b""
+        if not line:
+            self.reader = None
+            return None
+        return decode(line)
+
     async def events(self) -> AsyncIterator[dict[str, Any]]:
         """Messages from the engine until it closes the connection."""
-        while self.reader is not None:
-            try:
-                line = await self.reader.readline()
-            except (ConnectionError, ValueError):
-                break
-            if not line:
-                break
-            yield decode(line)
-        self.reader = None
+        while (message := await self.receive()) is not None:
+            yield message
+
+    async def hello(self, timeout: float = 5.0) -> dict[str, Any]:
+        """Greet the engine and return its state snapshot (events sent before it are stale)."""
+        await self.send("hello")
+        try:
+            return await asyncio.wait_for(self._state(), timeout)
+        except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
+            raise EngineUnavailable(f"the engine did not answer within {timeout:g} s") from None
+
+    async def _state(self) -> dict[str, Any]:
+        while (message := await self.receive()) is not None:
+            if message["type"] == "state":
+                return message
+        raise EngineUnavailable("the engine closed the connection before saying hello")
 
     async def close(self) -> None:
         if self.writer is not None:

@@ -13,6 +13,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
+from textual.widget import Widget
 from textual.widgets import (
     Button,
     Collapsible,
@@ -326,7 +327,6 @@ class AudioPane(Vertical):
         table = self.query_one("#filters", DataTable)
         table.add_columns("name", "centre Hz", "width Hz", "order")
         self.refresh_filters()
-        self.analyse()
 
     def refresh_filters(self) -> None:
         table = self.query_one("#filters", DataTable)
@@ -478,7 +478,46 @@ class RenderPane(Vertical):
 PANE_FIELDS = {"prompting.negative_prompt", "audio.file", "audio.offset", "audio.filters"} | SCHEDULE_FIELDS
 
 
+class SettingsGroup(Collapsible):
+    """One group of settings; its fields are built the first time it opens (most never do, and
+    building all ~250 at once would hold the screen still for a second)."""
+
+    def __init__(self, session: Session, group: str, fields: list[str], *, collapsed: bool) -> None:
+        super().__init__(title=group, collapsed=collapsed, id=f"group-{group}")
+        self.session, self.group, self.fields = session, group, fields
+        self.filled = False
+
+    async def fill(self) -> None:
+        if self.filled:
+            return
+        self.filled = True
+        model = GROUPS[self.group]
+        rows: list[Widget] = []
+        for name in self.fields:
+            path = f"{self.group}.{name}"
+            widget = _field_widget(path, model.model_fields[name].annotation, self.session.value(path))
+            rows += [
+                Horizontal(Label(name, classes="field-name"), widget, classes="field"),
+                Static(model.model_fields[name].description or "", classes="help"),
+                Static(id=f"error-{self.group}-{name}", classes="error"),
+            ]
+        await self.query_one(Collapsible.Contents).mount_all(rows)
+
+
+def _field_widget(path: str, annotation, value) -> Widget:
+    widget_id = "field-" + path.replace(".", "-")
+    choices = literal_choices(annotation)
+    if annotation is bool:
+        return Switch(value=value, id=widget_id)
+    if choices:
+        return Select([(str(c), c) for c in choices], value=value, allow_blank=False, id=widget_id)
+    text = json.dumps(value) if isinstance(value, list | dict) else str(value)
+    return Input(text, id=widget_id)
+
+
 class SettingsPane(VerticalScroll):
+    """Every setting the other tabs do not edit, generated from the settings model."""
+
     def __init__(self, session: Session, **kwargs) -> None:
         super().__init__(**kwargs)
         self.session = session
@@ -486,27 +525,18 @@ class SettingsPane(VerticalScroll):
     def compose(self) -> ComposeResult:
         for group, model in GROUPS.items():
             fields = [name for name in model.model_fields if f"{group}.{name}" not in PANE_FIELDS]
-            if not fields:
-                continue
-            with Collapsible(title=group, collapsed=group not in ("animation", "image"), id=f"group-{group}"):
-                for name in fields:
-                    info = model.model_fields[name]
-                    path = f"{group}.{name}"
-                    with Horizontal(classes="field"):
-                        yield Label(name, classes="field-name")
-                        yield self._widget(path, info.annotation, self.session.value(path))
-                    yield Static(info.description or "", classes="help")
-                    yield Static(id=f"error-{group}-{name}", classes="error")
+            if fields:
+                yield SettingsGroup(self.session, group, fields, collapsed=group not in ("animation", "image"))
 
-    def _widget(self, path: str, annotation, value):
-        widget_id = "field-" + path.replace(".", "-")
-        choices = literal_choices(annotation)
-        if annotation is bool:
-            return Switch(value=value, id=widget_id)
-        if choices:
-            return Select([(str(c), c) for c in choices], value=value, allow_blank=False, id=widget_id)
-        text = json.dumps(value) if isinstance(value, list | dict) else str(value)
-        return Input(text, id=widget_id)
+    async def on_mount(self) -> None:
+        for group in self.query(SettingsGroup):
+            if not group.collapsed:
+                await group.fill()
+
+    @on(Collapsible.Expanded)
+    async def _opened(self, event: Collapsible.Expanded) -> None:
+        if isinstance(event.collapsible, SettingsGroup):
+            await event.collapsible.fill()
 
     @on(Switch.Changed)
     @on(Select.Changed)
@@ -528,13 +558,16 @@ class SettingsPane(VerticalScroll):
         self.query_one(f"#error-{group}-{name}", Static).update("")
         self.post_message(Edited(path))
 
-    def focus_field(self, path: str) -> bool:
-        group, name = path.split(".", 1)
-        matches = self.query(f"#field-{group}-{name}")
-        if not matches:
+    async def focus_field(self, path: str) -> bool:
+        """Open the field's group and put the cursor in it."""
+        group_name, name = path.split(".", 1)
+        groups = self.query(f"#group-{group_name}")
+        if not groups:
             return False
-        self.query_one(f"#group-{group}", Collapsible).collapsed = False
-        widget = matches.first()
+        group = groups.first(SettingsGroup)
+        group.collapsed = False
+        await group.fill()
+        widget = self.query_one(f"#field-{group_name}-{name}")
         self.call_after_refresh(lambda: (widget.focus(), self.scroll_to_widget(widget)))
         return True
 

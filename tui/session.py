@@ -32,6 +32,17 @@ class Session:
         with collecting_notices():
             return cls(load_preset(path))
 
+    @classmethod
+    def of_job(cls, job: dict) -> Session:
+        """The settings a running job renders with, over the preset it came from when that is at
+        hand (so Save keeps the file's comments, and the job's live edits show as unsaved)."""
+        with collecting_notices():
+            settings = settings_from_data(job["settings"])
+            preset = job.get("preset")
+            session = cls(load_preset(preset)) if preset and Path(preset).is_file() else cls(Preset(settings))
+        session.settings = settings
+        return session
+
     @property
     def path(self) -> Path | None:
         return self.preset.path
