@@ -102,12 +102,19 @@ def match_channel(
     if high <= low:
         return source.clone()
     step = (high - low) / bins
-    centres = low + step * (torch.arange(bins, device=source.device, dtype=torch.float32) + 0.5)
     source_cdf = _cdf(source.clamp(low, high), low, high, bins)
     if reference_cdf is None:
         reference_cdf = _cdf(reference, low, high, bins)
-    keep = torch.cat([torch.ones(1, dtype=torch.bool, device=source.device), reference_cdf[1:] > reference_cdf[:-1]])
-    mapping = interp(source_cdf, reference_cdf[keep], centres[keep])  # each source bin -> reference value
+    zero = torch.zeros(1, device=source.device)
+    # the reference's quantile function: its CDF rises across each non-empty bin (values spread
+    # evenly inside a bin) and is flat over empty ones, which it must skip
+    filled = reference_cdf > torch.cat([zero, reference_cdf[:-1]])
+    upper_edges = low + step * (torch.arange(bins, device=source.device, dtype=torch.float32) + 1)
+    first_value = upper_edges[filled][:1] - step
+    quantiles = torch.cat([zero, reference_cdf[filled]])
+    values = torch.cat([first_value, upper_edges[filled]])
+    middle_quantiles = (source_cdf + torch.cat([zero, source_cdf[:-1]])) / 2  # at each source bin's centre
+    mapping = interp(middle_quantiles, quantiles, values)  # each source bin -> reference value
     # each pixel: linear between the mappings of the two nearest bin centres (evenly spaced: no search)
     position = ((source.reshape(-1).float() - low) / step - 0.5).clamp(0, bins - 1)
     lower = position.floor().long().clamp(max=bins - 2) if bins > 1 else position.long()
