@@ -63,7 +63,7 @@ def write_image(image: torch.Tensor | np.ndarray, path: str | Path, *, bits: int
     array = to_array(image, bits) if isinstance(image, torch.Tensor) else image
     if bits == 32 and path.suffix.lower() not in (".tif", ".tiff", ".exr"):
         path = path.with_suffix(".tiff")
-    bgr = cv2.cvtColor(array, cv2.COLOR_RGB2BGR)
+    bgr = cv2.cvtColor(array, cv2.COLOR_RGB2BGR) if array.ndim == 3 else array  # (H, W): grayscale
     ok, encoded = cv2.imencode(path.suffix or ".png", bgr)
     if not ok:
         raise DriftwaveError(f"cannot encode {path.name}", hint="use a .png file name")

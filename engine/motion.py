@@ -6,6 +6,15 @@ counter-clockwise on screen; zoom > 1 enlarges; rotation and zoom are about the 
 centre. Per frame the translation comes first, then rotation/zoom, then the perspective flip
 (which, unlike Deforum, keeps the translation). Matrices map source pixels to destination
 pixels (OpenCV's forward convention); the grid holds their inverse.
+
+3D motion is Deforum's too (its ``transform_image_3d_new``): every pixel at its depth is
+projected by the camera before and after the frame's move, and the picture is sampled at the
+pixel minus that displacement (first order, as Deforum does, so imported files fly at the same
+speed). +translation_x moves the content left (unlike 2D), +translation_y down, +translation_z
+flies in; rotation_3d_z turns like the 2D angle; +rotation_3d_y moves the content left with the
+right side receding, +rotation_3d_x moves it down with the top receding. Speeds scale with the
+width and with 1/tan(fov/2); near and far do not change the picture (they only set depth
+clipping in a rasteriser, which there is none of here).
 """
 
 from __future__ import annotations
@@ -126,3 +135,90 @@ def warp_2d(image: torch.Tensor, motion: Motion2D, *, border: str = "replicate")
     height, width = image.shape[-2:]
     grid = grid_from_matrix(matrix_2d(motion, width, height), width, height, image.device)
     return warp(image, grid.to(image.dtype), border=border)
+
+
+TRANSLATION_SCALE = 1.0 / 200.0  # camera units per translation unit (Deforum's, from Disco Diffusion)
+
+
+@dataclass(frozen=True)
+class Motion3D:
+    """One frame's 3D camera move (the schedule values at that frame)."""
+
+    translation_x: float = 0.0
+    translation_y: float = 0.0
+    translation_z: float = 0.0
+    rotation_x: float = 0.0  # degrees
+    rotation_y: float = 0.0
+    rotation_z: float = 0.0
+    fov: float = 70.0  # degrees
+    aspect: float = 1.0
+
+
+def euler_xyz(x: float, y: float, z: float) -> torch.Tensor:
+    """Rotation for Euler angles (radians) about X, then Y, then Z: R = Rx @ Ry @ Rz (pytorch3d's "XYZ")."""
+    cx, sx, cy, sy, cz, sz = math.cos(x), math.sin(x), math.cos(y), math.sin(y), math.cos(z), math.sin(z)
+    rx = torch.tensor([[1, 0, 0], [0, cx, -sx], [0, sx, cx]], dtype=torch.float64)
+    ry = torch.tensor([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]], dtype=torch.float64)
+    rz = torch.tensor([[cz, -sz, 0], [sz, cz, 0], [0, 0, 1]], dtype=torch.float64)
+    return rx @ ry @ rz
+
+
+@lru_cache(maxsize=8)
+def _plane(height: int, width: int, device: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The pixels as points on the image plane, x and y in [-1, 1] (Deforum's), and the identity
+    sampling grid (pixel centres, as ``grid_sample`` reads them)."""
+    ys, xs = torch.meshgrid(
+        torch.linspace(-1.0, 1.0, height, device=device),
+        torch.linspace(-1.0, 1.0, width, device=device),
+        indexing="ij",
+    )
+    identity = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]], device=device)
+    centres = F.affine_grid(identity, [1, 1, height, width], align_corners=False)
+    return xs, ys, centres
+
+
+def grid_3d(motion: Motion3D, depth: torch.Tensor | None, width: int, height: int, device) -> torch.Tensor:
+    """For each destination pixel, where to sample the source: (1, H, W, 2) in [-1, 1].
+
+    ``depth`` is (H, W) in camera units (1 = the flat plane); None is flat. Each pixel (x, y, z)
+    moves to (x, y, z) @ R + t (row vectors, as pytorch3d's world-to-view transform) and is
+    projected by x / (z tan(fov/2) aspect), y / (z tan(fov/2)); the grid is the pixel minus the
+    difference of the two projections. Written out per coordinate: no (H, W, 3) temporaries.
+    """
+    x, y, centres = _plane(height, width, str(device))
+    r = euler_xyz(*(math.radians(a) for a in (motion.rotation_x, motion.rotation_y, motion.rotation_z))).tolist()
+    tx, ty, tz = (v * TRANSLATION_SCALE for v in (-motion.translation_x, motion.translation_y, -motion.translation_z))
+    tan_half = math.tan(math.radians(motion.fov) / 2.0)
+    sx, sy = 1.0 / (tan_half * motion.aspect), 1.0 / tan_half
+    if depth is None:
+        z, inverse_z = 1.0, 1.0
+        moved_z = (x * r[0][2]).add_(y, alpha=r[1][2]).add_(r[2][2] + tz)
+        moved_x = (x * r[0][0]).add_(y, alpha=r[1][0]).add_(r[2][0] + tx)
+        moved_y = (x * r[0][1]).add_(y, alpha=r[1][1]).add_(r[2][1] + ty)
+    else:
+        z = depth.to(device=device, dtype=torch.float32)
+        inverse_z = z.reciprocal()
+        moved_z = (x * r[0][2]).add_(y, alpha=r[1][2]).add_(z, alpha=r[2][2]).add_(tz)
+        moved_x = (x * r[0][0]).add_(y, alpha=r[1][0]).add_(z, alpha=r[2][0]).add_(tx)
+        moved_y = (x * r[0][1]).add_(y, alpha=r[1][1]).add_(z, alpha=r[2][1]).add_(ty)
+    inverse_moved = moved_z.clamp_(min=1e-4).reciprocal_()
+    grid = torch.empty_like(centres)
+    # centre - (after - before) = centre + s * (x / z - moved_x / moved_z)
+    torch.sub(x * inverse_z, moved_x.mul_(inverse_moved), out=grid[0, ..., 0]).mul_(sx).add_(centres[0, ..., 0])
+    torch.sub(y * inverse_z, moved_y.mul_(inverse_moved), out=grid[0, ..., 1]).mul_(sy).add_(centres[0, ..., 1])
+    return grid
+
+
+def warp_3d(
+    image: torch.Tensor,
+    motion: Motion3D,
+    depth: torch.Tensor | None = None,
+    *,
+    padding: str = "border",
+    sampling: str = "bicubic",
+) -> torch.Tensor:
+    """The frame after the camera's move, seen from the new position."""
+    height, width = image.shape[-2:]
+    grid = grid_3d(motion, depth, width, height, image.device).to(image.dtype)
+    warped = warp(image, grid, border=padding, mode=sampling)
+    return warped.clamp(0.0, 1.0) if sampling == "bicubic" else warped

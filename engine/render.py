@@ -20,8 +20,9 @@ import torch
 from engine import coherence
 from engine.backends import Backend, GenerationRequest, load_backend
 from engine.errors import DriftwaveError, collecting_notices, notify
+from engine.hybrid import HybridVideo, check_hybrid, hybrid_in_use
 from engine.images import from_array, load_image, write_image
-from engine.motion import Motion2D, warp_2d
+from engine.motion import Motion2D, Motion3D, warp_2d, warp_3d
 from engine.outputs import RunFolder, deferred_interrupt
 from engine.plan import Plan, compile_run, interpolation_length, interpolation_positions
 from engine.presets import save_preset
@@ -29,9 +30,10 @@ from engine.samplers import canonical_sampler
 from engine.seeds import pick_seed, seed_at
 from engine.settings import Settings
 from engine.video import write_gif, write_video
+from engine.video_input import VideoFrames, open_video_input, probe
 
 Event = dict[str, Any]
-SUPPORTED_MODES = ("None", "2D", "Interpolation")
+SUPPORTED_MODES = ("None", "2D", "3D", "Video Input", "Interpolation")
 
 
 @dataclass
@@ -67,29 +69,33 @@ def render(
     if resume or settings.resume.resume_from_timestring:
         resume = resume or settings.resume.resume_timestring
         run = RunFolder.find(settings.batch.outdir, settings.batch.batch_name, resume, settings.batch.filename_format)
-        settings = _resumed_settings(run, settings)
+        settings = _resumed_settings(run, _with_length(settings))
     else:
         run = None
     if settings.sampling.seed == -1:
         settings = settings.model_copy(update={"sampling": settings.sampling.model_copy(update={"seed": pick_seed()})})
-    if settings.animation.animation_mode == "Interpolation":  # its length comes from the prompts' keys
-        with collecting_notices():  # keys past max_frames are expected here
-            frames = interpolation_length(settings, compile_run(settings))
-        settings = settings.model_copy(
-            update={"animation": settings.animation.model_copy(update={"max_frames": frames})}
-        )
+    settings = _with_length(settings)
     preflight(settings)
     plan = compile_run(settings)
+    check_camera(settings, plan)
     backend = backend or load_backend(settings.model)
+    depth = _depth_model(settings, backend.device)
     if run is None:
         run = RunFolder.create(
             settings.batch.outdir, settings.batch.batch_name, settings.batch.filename_format, timestring
         )
         _write_settings(run, settings, backend)
     emit({"type": "log", "message": f"rendering to {run.root} with {backend.name}"})
-    loop = Loop(settings, plan, backend, run, emit, should_stop or (lambda: False), take_update or (lambda: None))
+    loop = Loop(
+        settings, plan, backend, run, emit, should_stop or (lambda: False), take_update or (lambda: None), depth
+    )
     mode = settings.animation.animation_mode
-    frames = {"None": loop.stills, "Interpolation": loop.interpolation}.get(mode, loop.animation)()
+    if mode == "Video Input":
+        loop.video = open_video_input(settings.video_input, run.root.parent, (settings.image.W, settings.image.H))
+    if hybrid_in_use(settings):
+        loop.hybrid = _hybrid_video(settings, loop, depth)
+    runs = {"None": loop.stills, "Interpolation": loop.interpolation, "Video Input": loop.video_input}
+    frames = runs.get(mode, loop.animation)()
     result = RenderResult(run.root, frames, None, settings)
     if mode != "None" and not settings.video.skip_video_creation:
         result.video = _write_videos(run, settings, frames, emit)
@@ -118,9 +124,86 @@ def preflight(settings: Settings) -> None:
         )
     if init.use_mask and not init.use_alpha_as_mask:
         load_image(init.mask_file, field="init.mask_file")
+    if hybrid_in_use(settings):
+        check_hybrid(settings)
+        if settings.hybrid.hybrid_use_init_image:
+            load_image(init.init_image, field="init.init_image")
     audio = settings.audio.file
     if audio and settings.video.soundtrack == "audio" and not Path(audio).is_file():
         raise DriftwaveError(f"{audio} does not exist", field="audio.file", hint="give the path of the soundtrack")
+
+
+def _with_length(settings: Settings) -> Settings:
+    """Modes whose length is not max_frames: Interpolation (the prompts' keys), Video Input."""
+    mode = settings.animation.animation_mode
+    if mode == "Interpolation":
+        with collecting_notices():  # keys past max_frames are expected here
+            frames = interpolation_length(settings, compile_run(settings))
+        return settings.model_copy(update={"animation": settings.animation.model_copy(update={"max_frames": frames})})
+    if mode == "Video Input":
+        if settings.coherence.diffusion_cadence > 1:
+            notify("Video Input diffuses every frame of the video; diffusion_cadence is not used")
+        return _video_length(settings)
+    if hybrid_in_use(settings) and not settings.hybrid.hybrid_use_init_image:
+        return _video_length(settings)
+    return settings
+
+
+def _video_length(settings: Settings) -> Settings:
+    """One frame per chosen video frame (Video Input, hybrid video), at the video's rate unless
+    fps was set."""
+    choice = settings.video_input
+    info = probe(choice.video_init_path, "video_input.video_init_path")
+    last = info.frames - 1 if choice.extract_to_frame < 0 else min(choice.extract_to_frame, info.frames - 1)
+    frames = len(range(choice.extract_from_frame, last + 1, choice.extract_nth_frame))
+    if frames == 0:
+        raise DriftwaveError(
+            f"the video has {info.frames} frames (0..{info.frames - 1}); none is chosen",
+            field="video_input.extract_from_frame",
+            hint=f"set extract_from_frame below {info.frames} and extract_to_frame after it (or -1)",
+        )
+    if choice.use_mask_video and settings.animation.animation_mode == "Video Input":
+        probe(choice.video_mask_path, "video_input.video_mask_path")
+    update: dict[str, Any] = {"max_frames": frames}
+    if "fps" not in settings.animation.model_fields_set:
+        update["fps"] = info.fps / choice.extract_nth_frame
+    return settings.model_copy(update={"animation": settings.animation.model_copy(update=update)})
+
+
+def check_camera(settings: Settings, plan: Plan) -> None:
+    """3D: a field of view inside (0, 180) and near before far, at every frame."""
+    if settings.animation.animation_mode != "3D":
+        return
+    values = plan.values
+    fov = values["depth.fov_schedule"]
+    bad = next((i for i, v in enumerate(fov) if not 0 < float(v) < 180), None)
+    if bad is not None:
+        raise DriftwaveError(
+            f"the field of view is {float(fov[bad]):g} degrees at frame {bad}",
+            field="depth.fov_schedule",
+            hint="keep it between 0 and 180 (70 is a good start)",
+        )
+    near, far = values["depth.near_schedule"], values["depth.far_schedule"]
+    bad = next((i for i in range(len(near)) if float(near[i]) >= float(far[i])), None)
+    if bad is not None:
+        raise DriftwaveError(
+            f"the near plane ({float(near[bad]):g}) is not before the far plane ({float(far[bad]):g}) at frame {bad}",
+            field="depth.near_schedule",
+            hint="make near_schedule smaller than far_schedule (200 and 10000 are Deforum's)",
+        )
+
+
+def _depth_model(settings: Settings, device):
+    """The depth model of a 3D run or a depth composite mask (None: flat depth), loaded before
+    the first frame."""
+    depth = settings.depth
+    warping = settings.animation.animation_mode == "3D" and depth.use_depth_warping
+    masking = hybrid_in_use(settings) and settings.hybrid.hybrid_comp_mask_type in ("Depth", "Video Depth")
+    if not (warping or masking):
+        return None
+    from engine.depth import load_depth_model
+
+    return load_depth_model(depth.depth_model, device)
 
 
 # -- the loop -------------------------------------------------------------------------------------
@@ -128,7 +211,15 @@ def preflight(settings: Settings) -> None:
 
 class Loop:
     def __init__(
-        self, settings: Settings, plan: Plan, backend: Backend, run: RunFolder, emit, should_stop, take_update
+        self,
+        settings: Settings,
+        plan: Plan,
+        backend: Backend,
+        run: RunFolder,
+        emit,
+        should_stop,
+        take_update,
+        depth_model=None,
     ) -> None:
         self.base = settings
         self.settings = settings
@@ -146,6 +237,10 @@ class Loop:
         self._reference: coherence.ColorReference | None = None
         self.take_update = take_update
         self.history = run.load_history()  # live edits: (first frame, settings from then on)
+        self.depth_model = depth_model  # 3D with a depth model; None: flat depth
+        self.video: VideoFrames | None = None  # Video Input: the chosen frames of the video
+        self._video_reference: tuple[int, coherence.ColorReference] | None = None
+        self.hybrid: HybridVideo | None = None  # 2D/3D following or compositing a video
 
     def _follow_history(self, frame: int) -> None:
         """Take a pending live edit (from this frame on), then use the settings in effect here."""
@@ -178,17 +273,21 @@ class Loop:
             if older is None:
                 warped, init, strength = None, self._first_init(seed), self._first_strength()
             else:
-                warped = self._warp(older, first)
+                warped = self._move(older, first)
                 init = self._prepare_init(warped, reference, first, seed)
                 strength = float(values["motion.strength_schedule"][first])
             image = self._generate(first, seed, init, strength)
             image, reference = self._after_generation(image, reference, init)
+            if self.hybrid is not None and self.settings.hybrid.hybrid_composite == "After Generation":
+                image = self.hybrid.composite(image, first, self.values)
             newer, previous = image, warped
             with deferred_interrupt():
                 for index in range(first, min(first + cadence, total)):
-                    if index > first:
-                        newer = self._warp(newer, index)
-                        previous = self._warp(previous, index) if previous is not None else None
+                    if index > first:  # both along the same camera, at the depth of the newer image
+                        depth = self._depth(newer, index)
+                        newer = self._warp(self._follow_video(newer, index), index, depth)
+                        if previous is not None:
+                            previous = self._warp(self._follow_video(previous, index), index, depth)
                     share = (index - first + 1) / cadence
                     frame = newer if previous is None or share >= 1 else previous * (1 - share) + newer * share
                     self._write(index, frame, seed, total)
@@ -270,6 +369,47 @@ class Loop:
         if self._reference is None or self._reference.image is not reference:  # measured once per run
             self._reference = coherence.ColorReference(reference, "RGB" if space == "Image" else space)
         return self._reference.match(image)
+
+    # -- Video Input -------------------------------------------------------------------------------
+
+    def video_input(self) -> list[Path]:
+        """Each chosen video frame restyled at the strength schedule, its colours kept as set; the
+        mask video's white areas keep the video frame."""
+        total = self.settings.animation.max_frames
+        start, reference = 0, None
+        if (self.run.root / "state.json").exists():
+            state, tensors = self.run.load_state(self.device)
+            start, reference = state["next_group"], tensors.get("color_reference")
+            self.emit({"type": "log", "message": f"resuming at frame {start}"})
+        for index in range(start, total):
+            self._follow_history(index)
+            seed = self._seed(index, index)
+            source, keep = self.video.frame(index), self.video.mask(index)
+            init = self._prepare_init(source, reference, index, seed)
+            request = self._request(index, seed, init, float(self.values["motion.strength_schedule"][index]))
+            if keep is not None:
+                request.mask = keep
+            image, reference = self._after_generation(self.backend.generate(request), reference, init)
+            if self.settings.coherence.color_coherence == "Video Input":
+                image = self._match_video(image, index)
+            if keep is not None:
+                image = keep * source + (1 - keep) * image
+            with deferred_interrupt():
+                self._write(index, image, seed, total)
+                self.run.save_state(
+                    {"next_group": index + 1, "frames_done": index + 1, "seed": self.settings.sampling.seed},
+                    {"color_reference": reference},
+                )
+            self._check_stop()
+        return self.run.written_frames()
+
+    def _match_video(self, image: torch.Tensor, index: int) -> torch.Tensor:
+        """Colours of the video frame, re-taken every color_coherence_video_every_N_frames (in LAB)."""
+        every = self.settings.coherence.color_coherence_video_every_N_frames
+        taken = index - index % every
+        if self._video_reference is None or self._video_reference[0] != taken:
+            self._video_reference = (taken, coherence.ColorReference(self.video.frame(taken), "LAB"))
+        return self._video_reference[1].match(image)
 
     # -- Interpolation ----------------------------------------------------------------------------
 
@@ -367,8 +507,53 @@ class Loop:
             threshold=(sampling.dynamic_threshold, sampling.static_threshold),
         )
 
-    def _warp(self, image: torch.Tensor, frame: int) -> torch.Tensor:
+    def _move(self, image: torch.Tensor, frame: int) -> torch.Tensor:
+        """The previous image carried into ``frame``: the hybrid video's motion and composites
+        around the 2D/3D warp, in Deforum's order."""
+        depth = self._depth(image, frame)
+        image = self._follow_video(image, frame)
+        composite = self.settings.hybrid.hybrid_composite if self.hybrid is not None else "None"
+        if composite == "Before Motion":
+            image = self.hybrid.composite(image, frame, self.values)
+        image = self._warp(image, frame, depth)
+        if composite == "Normal":
+            image = self.hybrid.composite(image, frame, self.values)
+        return image
+
+    def _follow_video(self, image: torch.Tensor, frame: int) -> torch.Tensor:
+        if self.hybrid is None:
+            return image
+        return self.hybrid.move(image, frame, float(self.values["hybrid.hybrid_flow_factor_schedule"][frame]))
+
+    def _depth(self, image: torch.Tensor, frame: int) -> torch.Tensor | None:
+        """3D: the depth of ``image`` for the move into ``frame`` (None: flat), saved when asked."""
+        three_d = self.settings.animation.animation_mode == "3D" and self.settings.depth.use_depth_warping
+        if self.depth_model is None or not three_d:
+            return None
+        depth = self.depth_model.predict(image, self.settings.depth.midas_weight)
+        if self.settings.depth.save_depth_maps:
+            from engine.depth import save_depth_map
+
+            save_depth_map(depth, self.run.root / "depth" / f"{frame:05}.png")
+        return depth
+
+    def _warp(self, image: torch.Tensor, frame: int, depth: torch.Tensor | None = None) -> torch.Tensor:
         v = self.values
+        if self.settings.animation.animation_mode == "3D":
+            depth_settings = self.settings.depth
+            aspect = (
+                self.width / self.height
+                if depth_settings.aspect_ratio_use_old_formula
+                else float(v["depth.aspect_ratio_schedule"][frame])
+            )
+            motion = Motion3D(
+                *(float(v[f"motion.{name}"][frame]) for name in _MOTION_3D),
+                fov=float(v["depth.fov_schedule"][frame]),
+                aspect=aspect,
+            )
+            return warp_3d(
+                image, motion, depth, padding=depth_settings.padding_mode, sampling=depth_settings.sampling_mode
+            )
         perspective = None
         if self.settings.motion.enable_perspective_flip:
             perspective = tuple(
@@ -439,6 +624,32 @@ class Loop:
         return init, mask
 
 
+def _hybrid_video(settings: Settings, loop: Loop, depth_model) -> HybridVideo:
+    """The run's hybrid video: the init image when asked, else the video's chosen frames (the
+    first of them the init image when asked)."""
+    size = (settings.image.W, settings.image.H)
+    if settings.hybrid.hybrid_use_init_image:
+        still = loop.init_image
+        if still is None:
+            still = from_array(
+                load_image(settings.init.init_image, size, field="init.init_image")[..., :3], loop.device
+            )
+
+        def source(frame: int) -> torch.Tensor:
+            return still
+
+    else:
+        choice = settings.video_input.model_copy(update={"use_mask_video": False})  # masks are Video Input's
+        video = open_video_input(choice, loop.run.root.parent, size, loop.device)
+        source = video.frame
+        if settings.hybrid.hybrid_use_first_frame_as_init_image:
+            loop.init_image = video.frame(0)
+    return HybridVideo(settings, source, depth_model, loop.run.root / "hybridframes")
+
+
+_MOTION_3D = ("translation_x", "translation_y", "translation_z", "rotation_3d_x", "rotation_3d_y", "rotation_3d_z")
+
+
 def _grid(images: list[torch.Tensor], rows: int) -> torch.Tensor:
     columns = math.ceil(len(images) / rows)
     blank = torch.zeros_like(images[0])
@@ -465,15 +676,22 @@ def _resumed_settings(run: RunFolder, requested: Settings) -> Settings:
 
 
 def _write_videos(run: RunFolder, settings: Settings, frames: list[Path], emit) -> Path:
-    audio = None
+    audio, offset = None, settings.audio.offset
     if settings.video.soundtrack == "audio" and settings.audio.file:
         audio = Path(settings.audio.file)
+    elif settings.video.soundtrack == "init video" and settings.video_input.video_init_path:
+        source = settings.video_input.video_init_path
+        info = probe(source, "video_input.video_init_path")
+        if info.has_audio:
+            audio, offset = Path(source), settings.video_input.extract_from_frame / info.fps
+        else:
+            emit({"type": "log", "message": f"{Path(source).name} has no sound: the video is silent"})
     video = write_video(
         frames,
         run.root / "video.mp4",
         settings.animation.fps,
         audio=audio,
-        audio_offset=settings.audio.offset,
+        audio_offset=offset,
         max_frames=settings.video.max_video_frames,
     )
     emit({"type": "log", "message": f"wrote {video}"})

@@ -188,8 +188,8 @@ class DepthSettings(Group):
     )
     midas_weight: float = Field(0.2, ge=-1, le=1, description="blend of model depth with a flat plane (-1..1)")
     fov_schedule: ScheduleText = schedule("0:(70)", "3D field of view in degrees; lower = more depth")
-    near_schedule: ScheduleText = schedule("0:(200)", "3D near plane")
-    far_schedule: ScheduleText = schedule("0:(10000)", "3D far plane")
+    near_schedule: ScheduleText = schedule("0:(200)", "3D near plane (before far; does not change the picture)")
+    far_schedule: ScheduleText = schedule("0:(10000)", "3D far plane (after near; does not change the picture)")
     aspect_ratio_schedule: ScheduleText = schedule("0:(1)", "aspect ratio used for the 3D projection")
     aspect_ratio_use_old_formula: bool = Field(False, description="use width/height as the aspect ratio (old Deforum)")
     padding_mode: Literal["border", "reflection", "zeros"] = Field(
@@ -210,7 +210,10 @@ class VideoInputSettings(Group):
 
 
 class HybridSettings(Group):
-    hybrid_generate_inputframes: bool = Field(False, description="extract the hybrid video's frames")
+    hybrid_generate_inputframes: bool = Field(
+        False,
+        description="Deforum's switch to extract the video's frames (extracted, or re-used, whenever hybrid is on)",
+    )
     hybrid_use_first_frame_as_init_image: bool = Field(True, description="start from the video's first frame")
     hybrid_use_init_image: bool = Field(False, description="use the init image as the hybrid video")
     hybrid_motion: Literal["None", "Optical Flow", "Perspective", "Affine"] = Field(

@@ -239,7 +239,7 @@ def test_missing_inputs_fail_before_the_first_frame(tmp_path, tiny):
     cases = [
         ({"init": {"use_init": True, "init_image": str(tmp_path / "nope.png")}}, "init.init_image"),
         ({"init": {"use_mask": True, "mask_file": str(tmp_path / "nope.png")}}, "init.mask_file"),
-        ({"animation": {"animation_mode": "3D"}}, "animation.animation_mode"),
+        ({"animation": {"animation_mode": "3D"}}, "depth.depth_model"),  # the default model: offline in tests
         ({"batch": {"filename_format": "{frame}.png"}}, "batch.filename_format"),
         ({"audio": {"file": str(tmp_path / "nope.wav")}}, "audio.file"),
     ]

@@ -1,0 +1,239 @@
+"""Hybrid video for 2D/3D: the init video's camera motion carried into the render, and the video
+composited into it (Deforum's hybrid video, seed 003).
+
+Per diffused frame, in Deforum's order: the video's motion from frame i-1 to i moves the previous
+image (a RANSAC affine or perspective matrix from tracked corners, or dense optical flow scaled
+by the flow factor schedule); "Before Motion" compositing; the 2D/3D warp; "Normal" compositing;
+generation; "After Generation" compositing. A composite mixes the image and the video frame
+through a mask (None: the video frame; Depth; Video Depth; Blend; Difference), then blends the
+result over the image by the alpha schedule. Motion is measured with OpenCV on 8-bit copies;
+it is applied on the device with ``grid_sample``. The previous flow is not used as a starting
+guess, so a resumed run measures the same flow as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from engine.depth import DepthEstimator, depth_map
+from engine.errors import DriftwaveError
+from engine.images import to_array, write_image
+from engine.motion import grid_from_matrix, warp
+from engine.settings import HybridSettings, Settings
+
+CONTRIB_FLOWS = {"DenseRLOF": "calcOpticalFlowDenseRLOF", "SF": "calcOpticalFlowSF"}  # opencv-contrib only
+
+
+def hybrid_in_use(settings: Settings) -> bool:
+    hybrid = settings.hybrid
+    return settings.animation.animation_mode in ("2D", "3D") and (
+        hybrid.hybrid_motion != "None" or hybrid.hybrid_composite != "None"
+    )
+
+
+def check_hybrid(settings: Settings) -> None:
+    """Before the first frame: a flow method this OpenCV has."""
+    hybrid = settings.hybrid
+    if hybrid.hybrid_motion != "Optical Flow" or hybrid.hybrid_flow_method not in CONTRIB_FLOWS:
+        return
+    if not hasattr(getattr(cv2, "optflow", None), CONTRIB_FLOWS[hybrid.hybrid_flow_method]):
+        raise DriftwaveError(
+            f"the {hybrid.hybrid_flow_method} optical flow needs opencv-contrib-python, which is not installed",
+            field="hybrid.hybrid_flow_method",
+            hint="use DIS Medium, DIS Fine or Farneback (or install opencv-contrib-python-headless instead of "
+            "opencv-python-headless)",
+        )
+
+
+# -- measuring motion --------------------------------------------------------------------------------
+
+
+def estimate_matrix(before: np.ndarray, after: np.ndarray, kind: str) -> np.ndarray:
+    """Source -> destination 3x3 matrix of the move from ``before`` to ``after`` (8-bit gray):
+    corners tracked with Lucas-Kanade, then RANSAC (similarity for Affine, homography for
+    Perspective). Too few corners: the identity."""
+    identity = np.eye(3)
+    corners = cv2.goodFeaturesToTrack(before, maxCorners=200, qualityLevel=0.01, minDistance=30, blockSize=3)
+    if corners is None or len(corners) < 8:
+        return identity
+    tracked, status, _ = cv2.calcOpticalFlowPyrLK(before, after, corners, None)
+    found = status.ravel() == 1
+    if found.sum() < 8:
+        return identity
+    if kind == "Perspective":
+        matrix, _ = cv2.findHomography(corners[found], tracked[found], cv2.RANSAC, 5.0)
+        return identity if matrix is None else matrix
+    matrix, _ = cv2.estimateAffinePartial2D(corners[found], tracked[found])
+    return identity if matrix is None else np.vstack([matrix, [0.0, 0.0, 1.0]])
+
+
+def estimate_flow(before: np.ndarray, after: np.ndarray, method: str) -> np.ndarray:
+    """Dense flow (H, W, 2) in pixels from ``before`` to ``after`` (8-bit RGB)."""
+    if method in CONTRIB_FLOWS:
+        return getattr(cv2.optflow, CONTRIB_FLOWS[method])(before, after, None)
+    first, second = (cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) for image in (before, after))
+    if method == "Farneback":
+        return cv2.calcOpticalFlowFarneback(first, second, None, 0.5, 3, 15, 3, 5, 1.2, 0)
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    if method == "DIS Fine":  # Deforum's fine preset
+        dis.setGradientDescentIterations(192)
+        dis.setFinestScale(0)
+        dis.setPatchSize(8)
+        dis.setPatchStride(4)
+    return dis.calc(first, second, None)
+
+
+def consistency_mask(forward: np.ndarray, backward: np.ndarray, blur: int) -> np.ndarray:
+    """1 where following the flow there and back returns to the start (within a pixel), else 0;
+    softened by a blur of ``blur`` pixels."""
+    height, width = forward.shape[:2]
+    xs, ys = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
+    back = cv2.remap(backward, xs + forward[..., 0], ys + forward[..., 1], cv2.INTER_LINEAR, cv2.BORDER_REPLICATE)
+    error = np.linalg.norm(forward + back, axis=-1)
+    mask = (error < 1.0 + 0.05 * np.linalg.norm(forward, axis=-1)).astype(np.float32)
+    return cv2.GaussianBlur(mask, (2 * blur + 1, 2 * blur + 1), 0) if blur else mask
+
+
+def flow_grid(flow: torch.Tensor) -> torch.Tensor:
+    """Sampling grid (1, H, W, 2) that moves the picture along ``flow`` (H, W, 2 pixels): each
+    pixel is read from where the flow came from (Deforum's remap at position - flow)."""
+    height, width = flow.shape[:2]
+    ys, xs = torch.meshgrid(
+        torch.arange(height, device=flow.device, dtype=torch.float32),
+        torch.arange(width, device=flow.device, dtype=torch.float32),
+        indexing="ij",
+    )
+    source = torch.stack([xs, ys], dim=-1) - flow
+    scale = torch.tensor([width, height], device=flow.device, dtype=torch.float32)
+    return ((2.0 * source + 1.0) / scale - 1.0).unsqueeze(0)
+
+
+# -- composite masks ---------------------------------------------------------------------------------
+
+
+def luma(image: torch.Tensor) -> torch.Tensor:
+    """(1, 3, H, W) -> (1, 1, H, W), ITU-R 601-2 as PIL's grayscale."""
+    weights = torch.tensor([0.299, 0.587, 0.114], device=image.device).view(1, 3, 1, 1)
+    return (image * weights).sum(dim=1, keepdim=True)
+
+
+def equalize(mask: torch.Tensor) -> torch.Tensor:
+    """Histogram equalisation over 256 levels (as PIL's ImageOps.equalize)."""
+    levels = (mask.clamp(0, 1) * 255).round().long()
+    counts = torch.bincount(levels.flatten(), minlength=256).float()
+    cdf = counts.cumsum(0)
+    lowest = cdf[counts > 0][0]
+    if cdf[-1] == lowest:
+        return mask
+    return ((cdf - lowest) / (cdf[-1] - lowest)).clamp(0, 1)[levels]
+
+
+def contrast(mask: torch.Tensor, amount: float) -> torch.Tensor:
+    """Away from (or towards) the mask's mean by ``amount`` (as PIL's ImageEnhance.Contrast)."""
+    mean = mask.mean()
+    return (mean + amount * (mask - mean)).clamp(0, 1)
+
+
+def auto_contrast(mask: torch.Tensor, low_percent: float, high_percent: float) -> torch.Tensor:
+    """Stretch the ``low_percent``..``high_percent`` percentiles to 0..1."""
+    flat = mask.flatten().float()
+    low, high = torch.quantile(flat, low_percent / 100.0), torch.quantile(flat, high_percent / 100.0)
+    return ((mask - low) / (high - low).clamp_min(1e-6)).clamp(0, 1)
+
+
+def nearness(depth: torch.Tensor) -> torch.Tensor:
+    """Depth (H, W) -> (1, 1, H, W) mask, white near and black far."""
+    low, span = depth.amin(), (depth.amax() - depth.amin()).clamp_min(1e-6)
+    return (1.0 - (depth - low) / span).view(1, 1, *depth.shape)
+
+
+# -- the run's hybrid video --------------------------------------------------------------------------
+
+
+class HybridVideo:
+    """The hybrid video of one run: its frames (or the init image), their motion, the composites."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        source: Callable[[int], torch.Tensor],
+        depth_model: DepthEstimator | None,
+        extra_frames: Path | None,
+    ) -> None:
+        self.options: HybridSettings = settings.hybrid
+        self.midas_weight = settings.depth.midas_weight
+        self.source = source
+        self.depth_model = depth_model
+        self.extra_frames = extra_frames  # where the masks and composites go when asked to save them
+
+    # motion
+
+    def move(self, image: torch.Tensor, frame: int, flow_factor: float) -> torch.Tensor:
+        """``image`` moved as the video moves from frame - 1 to ``frame``."""
+        kind = self.options.hybrid_motion
+        if kind == "None" or frame == 0:
+            return image
+        before = self._eight_bit(image) if self.options.hybrid_motion_use_prev_img else self._eight_bit(frame - 1)
+        after = self._eight_bit(frame)
+        height, width = image.shape[-2:]
+        if kind in ("Affine", "Perspective"):
+            gray = [cv2.cvtColor(picture, cv2.COLOR_RGB2GRAY) for picture in (before, after)]
+            grid = grid_from_matrix(estimate_matrix(*gray, kind), width, height, image.device)
+            return warp(image, grid.to(image.dtype), border="replicate")
+        flow = estimate_flow(before, after, self.options.hybrid_flow_method)
+        if self.options.hybrid_flow_consistency:
+            backward = estimate_flow(after, before, self.options.hybrid_flow_method)
+            flow = flow * consistency_mask(flow, backward, self.options.hybrid_consistency_blur)[..., None]
+        moved = torch.from_numpy(np.ascontiguousarray(flow * flow_factor)).to(image.device)
+        return warp(image, flow_grid(moved).to(image.dtype), border="replicate")
+
+    def _eight_bit(self, picture: torch.Tensor | int) -> np.ndarray:
+        return to_array(self.source(picture) if isinstance(picture, int) else picture)
+
+    # compositing
+
+    def composite(self, image: torch.Tensor, frame: int, values: dict) -> torch.Tensor:
+        """The video frame mixed into ``image`` through the mask, then blended by the alpha schedule."""
+        video = self.source(frame)
+        mask = self._mask(image, video, frame, values)
+        mixed = video if mask is None else mask * image + (1 - mask) * video
+        alpha = float(values["hybrid.hybrid_comp_alpha_schedule"][frame])
+        blended = image + alpha * (mixed - image)
+        if self.options.hybrid_comp_save_extra_frames and self.extra_frames is not None:
+            self.extra_frames.mkdir(exist_ok=True)
+            for name, picture in (("mask", mask), ("composite", mixed), ("blend", blended)):
+                if picture is not None:
+                    write_image(picture.expand(1, 3, -1, -1), self.extra_frames / f"{name}_{frame:05}.png")
+        return blended
+
+    def _mask(self, image: torch.Tensor, video: torch.Tensor, frame: int, values: dict) -> torch.Tensor | None:
+        options, kind = self.options, self.options.hybrid_comp_mask_type
+        if kind == "None":
+            return None
+        if kind in ("Depth", "Video Depth"):
+            mask = nearness(depth_map(self.depth_model, image if kind == "Depth" else video, self.midas_weight))
+        elif kind == "Blend":
+            mask = torch.lerp(
+                luma(image), luma(video), float(values["hybrid.hybrid_comp_mask_blend_alpha_schedule"][frame])
+            )
+        else:  # Difference
+            mask = (luma(image) - luma(video)).abs()
+        if options.hybrid_comp_mask_inverse:
+            mask = 1 - mask
+        if options.hybrid_comp_mask_equalize in ("Before", "Both"):
+            mask = equalize(mask)
+        mask = contrast(mask, float(values["hybrid.hybrid_comp_mask_contrast_schedule"][frame]))
+        if options.hybrid_comp_mask_auto_contrast:
+            mask = auto_contrast(
+                mask,
+                float(values["hybrid.hybrid_comp_mask_auto_contrast_cutoff_low_schedule"][frame]),
+                float(values["hybrid.hybrid_comp_mask_auto_contrast_cutoff_high_schedule"][frame]),
+            )
+        if options.hybrid_comp_mask_equalize in ("After", "Both"):
+            mask = equalize(mask)
+        return mask
