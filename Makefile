@@ -42,6 +42,8 @@ lint: setup
 
 bench: setup
 	$(BIN)/python bench/schedules.py
+	$(BIN)/python bench/frame_ops.py
+	$(BIN)/python bench/audio.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis outputs
