@@ -1,4 +1,4 @@
-"""Driftwave command line: `render`, `schedule`, `prompts`, `inspect`, `audio`, `settings`, `import`.
+"""Driftwave command line: `render`, `live`, `schedule`, `prompts`, `inspect`, `audio`, `settings`, `import`.
 
 User errors print one message (field, place, fix) and exit with code 2; never a traceback.
 Heavy libraries are imported inside the command that needs them.
@@ -57,6 +57,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_overrides(render)
     render.set_defaults(run=run_render)
+
+    live = commands.add_parser("live", help="render in real time from a microphone, line-in or a playing track")
+    live.add_argument("preset", help="preset file or name (see presets/)")
+    source = live.add_mutually_exclusive_group()
+    source.add_argument("--input-device", metavar="N", help="audio input by number or name (main.py audio devices)")
+    source.add_argument("--audio-file", metavar="F", help="play this track in real time instead of an input")
+    live.add_argument("--headless", action="store_true", help="no TUI: print the status (scripts, servers)")
+    live.add_argument("--duration", type=float, metavar="SECONDS", help="end the session after this long")
+    live.add_argument("--record", metavar="OUT.mp4", help="record the session with the audio it reacted to")
+    live.add_argument("--frames-dir", metavar="DIR", help="keep the newest frame at DIR/latest.png (for OBS etc.)")
+    _add_overrides(live)
+    live.set_defaults(run=run_live)
 
     engine = commands.add_parser("engine", help="run the render engine process (the TUI starts it for you)")
     engine.add_argument("--socket", metavar="PATH", help="Unix socket to listen on (default: per-user runtime dir)")
@@ -203,6 +215,61 @@ def run_tui(args: argparse.Namespace) -> int:
     app = make_app(_preset_path(args.preset or "demo"), tuple(args.overrides), connect=not args.offline)
     app.run()
     return app.return_code or 0
+
+
+def run_live(args: argparse.Namespace) -> int:
+    if not args.headless:
+        raise DriftwaveError("the live screen of the TUI is not built yet", hint="add --headless")
+    from engine.backends import load_backend
+    from engine.live import LiveSession, open_audio_source, record_session
+
+    settings = _load(args.preset, args.overrides).settings
+    backend = load_backend(settings.model)
+    source = open_audio_source(settings, audio_file=args.audio_file, input_device=args.input_device)
+    frames_dir = Path(args.frames_dir) if args.frames_dir else None
+    if frames_dir is not None:
+        frames_dir.mkdir(parents=True, exist_ok=True)
+    printer = LiveStatusLine()
+    session = LiveSession(settings, backend, source, frames_dir=frames_dir, on_frame=printer)
+
+    def run():
+        try:
+            return session.run(args.duration)
+        except KeyboardInterrupt:
+            return session.summary()
+
+    try:
+        summary = record_session(session, Path(args.record), run) if args.record else run()
+    finally:
+        source.close()
+    printer.finish()
+    print(summary.line())
+    if args.record:
+        print(f"recorded: {args.record}")
+    return 0
+
+
+class LiveStatusLine:
+    """One status line a second: frame, fps, latency, and what went wrong (once per problem)."""
+
+    def __init__(self) -> None:
+        self.shown_at, self.problems = 0.0, set()
+
+    def __call__(self, status, image) -> None:
+        if status.problem and status.problem not in self.problems:
+            self.problems.add(status.problem)
+            print(f"\nnote: {status.problem}", file=sys.stderr)
+        if status.seconds - self.shown_at >= 1.0:
+            self.shown_at = status.seconds
+            print(
+                f"\rframe {status.frame:6d}  {status.fps:5.1f} fps  audio to frame {status.latency_ms:4.0f} ms",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def finish(self) -> None:
+        print(file=sys.stderr)
 
 
 def run_engine(args: argparse.Namespace) -> int:

@@ -1,59 +1,133 @@
 """Live audio: a microphone/line-in (sounddevice) or a file played in real time, as envelopes.
 
-The audio callback only copies the block into a bounded queue; a worker thread runs the
-streaming filters and keeps the newest values, which the render loop reads without waiting.
-When the input is lost the last values stay and ``error`` says what happened.
+The audio callback only copies the block (with its arrival time) into a bounded queue; a worker
+thread runs the streaming filters, the live onset/beat follower and an optional recording tap,
+and keeps the newest values, which the render loop reads without waiting. When the input is
+lost the last values stay and ``error`` says what happened.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+import soundfile
 
 from audio.load import AudioError, Track
 from audio.stream import StreamingEnvelopes
 from engine.settings import AudioFilter
 
 
-class LiveEnvelopes:
-    """The consumer side: blocks in, newest normalised envelope values out."""
+class LiveRhythm:
+    """Onset strength and a beat ramp from the amplitude envelope, as they happen.
 
-    def __init__(self, filters: list[AudioFilter], rate: int, fps: float) -> None:
+    Onset is the rise of the amplitude since the previous frame over its recent peak; a beat is
+    an onset above half that peak at least a quarter second after the previous one, and ``beat``
+    falls from 1 to 0 over the beat period (from ``bpm`` when given, else the spacing of beats).
+    """
+
+    def __init__(self, fps: float, bpm: float = 0.0) -> None:
+        self.fps, self.fixed = fps, bpm > 0
+        self.period = fps * 60.0 / (bpm or 120.0)  # frames between beats
+        self.previous, self.peak = 0.0, 0.0
+        self.since = math.inf
+
+    def update(self, amplitude: float) -> dict[str, float]:
+        rise = max(amplitude - self.previous, 0.0)
+        self.previous = amplitude
+        self.peak = max(self.peak * 0.995, rise)
+        onset = rise / self.peak if self.peak > 0 else 0.0
+        self.since += 1
+        if onset > 0.5 and self.since >= 0.25 * self.fps:
+            if not self.fixed and self.since < 2.0 * self.fps:
+                self.period = 0.7 * self.period + 0.3 * self.since
+            self.since = 0
+        return {"onset": onset, "beat": max(1.0 - self.since / self.period, 0.0)}
+
+
+class LiveEnvelopes:
+    """The consumer side: blocks in, newest normalised envelope values out.
+
+    ``latest_at`` is when the block that completed the newest frame of audio arrived (for the
+    audio-to-frame latency); ``latest_raw`` that frame's raw RMS per name (for comparisons
+    with the offline analysis); ``record_to`` starts a tap that writes every block to a WAV.
+    """
+
+    def __init__(self, filters: list[AudioFilter], rate: int, fps: float, bpm: float = 0.0) -> None:
         self.stream = StreamingEnvelopes(filters, rate, fps)
-        self.blocks: deque[np.ndarray] = deque(maxlen=256)
-        self.latest: dict[str, float] = dict.fromkeys(self.stream.names, 0.0)
+        self.rate = rate
+        self.rhythm = LiveRhythm(fps, bpm)
+        self.blocks: deque[tuple[np.ndarray, float]] = deque(maxlen=256)
+        self.latest: dict[str, float] = dict.fromkeys([*self.stream.names, "onset", "beat"], 0.0)
+        self.latest_raw = np.zeros(len(self.stream.names))
+        self.latest_at = time.monotonic()
         self.frames = 0
         self.error: str | None = None
+        self._tap: soundfile.SoundFile | None = None
+        self.tap_started_at: float | None = None  # arrival time of the first recorded block's start
         self._wake = threading.Event()
+        self._lock = threading.Lock()  # the worker and stop_recording both drain
         self._running = True
         self._worker = threading.Thread(target=self._run, name="audio-envelopes", daemon=True)
         self._worker.start()
 
     def push(self, block: np.ndarray) -> None:
         """Called from the audio callback: copy and return at once."""
-        self.blocks.append(np.array(block, dtype=np.float32, copy=True).reshape(-1))
+        self.blocks.append((np.array(block, dtype=np.float32, copy=True).reshape(-1), time.monotonic()))
         self._wake.set()
+
+    def fail(self, message: str) -> None:
+        """The input is gone (unplugged, stream error): the last values stay, ``error`` says why."""
+        self.error = message
 
     def values(self) -> dict[str, float]:
         return dict(self.latest)
+
+    def record_to(self, path: Path) -> None:
+        """Write every block from now on to ``path`` (a WAV), on the worker thread."""
+        self._tap = soundfile.SoundFile(path, "w", samplerate=self.rate, channels=1, subtype="FLOAT")
+
+    def stop_recording(self) -> None:
+        """Take what has arrived into the recording, then close it."""
+        self._drain()
+        tap, self._tap = self._tap, None
+        if tap is not None:
+            tap.close()
 
     def close(self) -> None:
         self._running = False
         self._wake.set()
         self._worker.join(timeout=2)
+        if self._tap is not None:
+            self._tap.close()
 
     def _run(self) -> None:
         while self._running:
             self._wake.wait(0.1)
             self._wake.clear()
+            self._drain()
+
+    def _drain(self) -> None:
+        with self._lock:
             while self.blocks:
-                for row in self.stream.feed(self.blocks.popleft()):
-                    self.latest = self.stream.normalised(row)
-                    self.frames += 1
+                self._consume(*self.blocks.popleft())
+
+    def _consume(self, block: np.ndarray, arrived: float) -> None:
+        tap = self._tap
+        if tap is not None:
+            if self.tap_started_at is None:
+                self.tap_started_at = arrived - len(block) / self.rate
+            tap.write(block)
+        for row in self.stream.feed(block):
+            values = self.stream.normalised(row)
+            values.update(self.rhythm.update(float(row[-1])))
+            self.latest, self.latest_raw, self.latest_at = values, row, arrived
+            self.frames += 1
 
 
 @dataclass
@@ -84,6 +158,7 @@ class MicrophoneSource:
         device: int | str | None = None,
         rate: int | None = None,
         block: int = 512,
+        bpm: float = 0.0,
     ) -> None:
         sounddevice = _sounddevice()
         try:
@@ -95,13 +170,13 @@ class MicrophoneSource:
                 hint="run `main.py audio devices` to list inputs, or use --audio-file",
             ) from None
         self.rate = int(rate or info["default_samplerate"])
-        self.envelopes = LiveEnvelopes(filters, self.rate, fps)
+        self.envelopes = LiveEnvelopes(filters, self.rate, fps, bpm)
 
         def callback(data, frames, timing, status) -> None:
             self.envelopes.push(data[:, 0])
 
         def finished() -> None:
-            self.envelopes.error = "the audio input stopped (unplugged?); keeping the last values"
+            self.envelopes.fail("the audio input stopped (unplugged?); keeping the last values")
 
         try:
             self.stream = sounddevice.InputStream(
@@ -131,7 +206,9 @@ class MicrophoneSource:
 
 
 class FileSource:
-    """A track played in real time, as if it were an input (for hosts without a microphone)."""
+    """A track played in real time as if it were an input: through the speakers when there is an
+    output device (what is heard is what is analysed, block for block), else on a timed thread.
+    At its end it starts again (``loop``) or sets ``finished``."""
 
     def __init__(
         self,
@@ -142,29 +219,74 @@ class FileSource:
         block: int = 512,
         loop: bool = False,
         speed: float = 1.0,
+        play: bool = True,
+        bpm: float = 0.0,
     ) -> None:
         self.track, self.block, self.loop, self.speed = track, block, loop, speed
-        self.envelopes = LiveEnvelopes(filters, track.rate, fps)
+        self.envelopes = LiveEnvelopes(filters, track.rate, fps, bpm)
         self.finished = threading.Event()
+        self.position = 0
+        self.stream = self._open_output() if play and speed == 1.0 else None
+        self.audible = self.stream is not None
         self._running = True
-        self._thread = threading.Thread(target=self._play, name="audio-file", daemon=True)
-        self._thread.start()
+        self._thread = None
+        if self.stream is None:
+            self._thread = threading.Thread(target=self._play, name="audio-file", daemon=True)
+            self._thread.start()
+
+    def _next(self, count: int) -> np.ndarray:
+        """The next ``count`` samples (fewer at the end of a track that does not loop)."""
+        samples = self.track.samples
+        if self.position >= len(samples) and self.loop:
+            self.position = 0
+        chunk = samples[self.position : self.position + count]
+        self.position += len(chunk)
+        return chunk
+
+    def _open_output(self):
+        try:
+            sounddevice = _sounddevice()
+        except AudioError:
+            return None
+        try:
+            sounddevice.query_devices(None, "output")
+        except (sounddevice.PortAudioError, ValueError):
+            return None
+
+        def callback(data, frames, timing, status) -> None:
+            chunk = self._next(frames)
+            data[: len(chunk), 0] = chunk
+            data[len(chunk) :] = 0
+            if len(chunk):
+                self.envelopes.push(chunk)
+            if len(chunk) < frames:
+                raise sounddevice.CallbackStop
+
+        try:
+            stream = sounddevice.OutputStream(
+                samplerate=self.track.rate,
+                channels=1,
+                blocksize=self.block,
+                dtype="float32",
+                callback=callback,
+                finished_callback=self.finished.set,
+            )
+            stream.start()
+        except (sounddevice.PortAudioError, ValueError):
+            return None
+        return stream
 
     def _play(self) -> None:
-        started = time.monotonic()
-        position = 0
-        samples = self.track.samples
+        started, played = time.monotonic(), 0
         while self._running:
-            if position >= len(samples):
-                if not self.loop:
-                    break
-                position, started = 0, time.monotonic()
-            due = started + position / self.track.rate / self.speed
-            delay = due - time.monotonic()
+            chunk = self._next(self.block)
+            if not len(chunk):
+                break
+            delay = started + played / self.track.rate / self.speed - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            self.envelopes.push(samples[position : position + self.block])
-            position += self.block
+            self.envelopes.push(chunk)
+            played += len(chunk)
         self.finished.set()
 
     def values(self) -> dict[str, float]:
@@ -172,7 +294,10 @@ class FileSource:
 
     def close(self) -> None:
         self._running = False
-        self._thread.join(timeout=2)
+        if self.stream is not None:
+            self.stream.close()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
         self.envelopes.close()
 
 

@@ -137,6 +137,14 @@ def warp_2d(image: torch.Tensor, motion: Motion2D, *, border: str = "replicate")
     return warp(image, grid.to(image.dtype), border=border)
 
 
+MOTION_3D_FIELDS = (
+    "translation_x",
+    "translation_y",
+    "translation_z",
+    "rotation_3d_x",
+    "rotation_3d_y",
+    "rotation_3d_z",
+)
 TRANSLATION_SCALE = 1.0 / 200.0  # camera units per translation unit (Deforum's, from Disco Diffusion)
 
 

@@ -132,12 +132,14 @@ class PromptSchedule:
         seen = dict.fromkeys(sub.plain for key in self.keys for sub in key.scene.subprompts())
         return list(seen)
 
-    def at(self, frame: int, variables: Mapping[str, float] | None = None) -> FramePrompt:
+    def at(
+        self, frame: int, variables: Mapping[str, float] | None = None, *, seconds: float | None = None
+    ) -> FramePrompt:
         scope = {
             **self.timeline.constants(self.blend),
             **(variables or {}),
             "t": float(frame),
-            "s": frame / self.timeline.fps,
+            "s": frame / self.timeline.fps if seconds is None else seconds,
         }
         positive: dict[SubPrompt, float] = {}
         negative: dict[SubPrompt, float] = {}

@@ -22,7 +22,7 @@ from engine.backends import Backend, GenerationRequest, load_backend
 from engine.errors import DriftwaveError, collecting_notices, notify
 from engine.hybrid import HybridVideo, check_hybrid, hybrid_in_use
 from engine.images import from_array, load_image, write_image
-from engine.motion import Motion2D, Motion3D, warp_2d, warp_3d
+from engine.motion import MOTION_3D_FIELDS, Motion2D, Motion3D, warp_2d, warp_3d
 from engine.outputs import RunFolder, deferred_interrupt
 from engine.plan import Plan, compile_run, interpolation_length, interpolation_positions
 from engine.presets import save_preset
@@ -547,7 +547,7 @@ class Loop:
                 else float(v["depth.aspect_ratio_schedule"][frame])
             )
             motion = Motion3D(
-                *(float(v[f"motion.{name}"][frame]) for name in _MOTION_3D),
+                *(float(v[f"motion.{name}"][frame]) for name in MOTION_3D_FIELDS),
                 fov=float(v["depth.fov_schedule"][frame]),
                 aspect=aspect,
             )
@@ -645,9 +645,6 @@ def _hybrid_video(settings: Settings, loop: Loop, depth_model) -> HybridVideo:
         if settings.hybrid.hybrid_use_first_frame_as_init_image:
             loop.init_image = video.frame(0)
     return HybridVideo(settings, source, depth_model, loop.run.root / "hybridframes")
-
-
-_MOTION_3D = ("translation_x", "translation_y", "translation_z", "rotation_3d_x", "rotation_3d_y", "rotation_3d_z")
 
 
 def _grid(images: list[torch.Tensor], rows: int) -> torch.Tensor:

@@ -282,13 +282,14 @@ class Schedule:
         values = (self._tween if self.blend == "tween" else self._hold)(dict(variables or {}), frames)
         return self._hold_non_finite(values)
 
-    def at(self, frame: int, variables: Mapping[str, float] | None = None) -> float:
-        """Value at one frame from scalar variables: the live-mode path."""
+    def at(self, frame: int, variables: Mapping[str, float] | None = None, *, seconds: float | None = None) -> float:
+        """Value at one frame from scalar variables: the live-mode path (``seconds``: the wall
+        clock for ``s``, which is otherwise frame / fps)."""
         scope = {
             **self.timeline.constants(self.blend),
             **(variables or {}),
             "t": float(frame),
-            "s": frame / self.timeline.fps,
+            "s": frame / self.timeline.fps if seconds is None else seconds,
         }
         index = bisect.bisect_right(self.positions, frame) - 1
         keys = self.keyframes

@@ -426,6 +426,11 @@ class AudioSettings(Group):
         return filters
 
 
+class LiveSettings(Group):
+    target_fps: float = Field(15, gt=0, le=240, description="live mode: frames per second to aim for")
+    loop_audio: bool = Field(True, description="live mode: start the audio file again at its end (off: stop there)")
+
+
 class ModelSettings(Group):
     backend: Literal["diffusers", "tiny", "preview"] = Field(
         "diffusers", description="diffusers: Stable Diffusion; tiny: random test weights; preview: motion only"
@@ -491,6 +496,7 @@ class Settings(BaseModel):
     video: VideoOutputSettings = Field(default_factory=VideoOutputSettings)
     audio: AudioSettings = Field(default_factory=AudioSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
+    live: LiveSettings = Field(default_factory=LiveSettings)
 
     @field_validator("prompts", mode="before")
     @classmethod

@@ -11,6 +11,24 @@ import imageio_ffmpeg
 import numpy as np
 
 from engine.errors import DriftwaveError
+from engine.images import to_array
+
+
+def h264_writer(path: Path, size: tuple[int, int], fps: float):
+    """A started imageio-ffmpeg writer (yuv420p, so every player takes it): send it RGB arrays."""
+    writer = imageio_ffmpeg.write_frames(
+        str(path),
+        size,
+        fps=fps,
+        codec="libx264",
+        pix_fmt_out="yuv420p",
+        quality=None,
+        output_params=["-crf", "17"],
+        macro_block_size=2,
+        ffmpeg_log_level="error",
+    )
+    writer.send(None)
+    return writer
 
 
 def write_video(
@@ -22,7 +40,7 @@ def write_video(
     audio_offset: float = 0.0,
     max_frames: int = 0,
 ) -> Path:
-    """Encode ``frames`` (yuv420p, so every player takes it) and mux ``audio`` from ``audio_offset``."""
+    """Encode ``frames`` and mux ``audio`` from ``audio_offset``."""
     if max_frames:
         frames = frames[:max_frames]
     if not frames:
@@ -30,49 +48,24 @@ def write_video(
     first = _read(frames[0])
     height, width = first.shape[:2]
     silent = path.with_name(f".{path.stem}.silent{path.suffix}")
-    writer = imageio_ffmpeg.write_frames(
-        str(silent),
-        (width, height),
-        fps=fps,
-        codec="libx264",
-        pix_fmt_out="yuv420p",
-        quality=None,
-        output_params=["-crf", "17"],
-        macro_block_size=2,
-        ffmpeg_log_level="error",
-    )
-    writer.send(None)
+    writer = h264_writer(silent, (width, height), fps)
     for frame in frames:
         writer.send(np.ascontiguousarray(_read(frame)))
     writer.close()
+    return mux_audio(silent, audio, audio_offset, path)
+
+
+def mux_audio(silent: Path, audio: Path | None, offset: float, path: Path) -> Path:
+    """``silent`` with ``audio`` from ``offset`` seconds (negative: the sound starts that late)
+    as ``path``, atomically; ``silent`` is used up."""
     if audio is None:
         os.replace(silent, path)
         return path
     temporary = path.with_name(f".{path.name}.part{path.suffix}")
-    command = [
-        imageio_ffmpeg.get_ffmpeg_exe(),
-        "-y",
-        "-loglevel",
-        "error",
-        "-i",
-        str(silent),
-        "-ss",
-        f"{audio_offset:.6f}",
-        "-i",
-        str(audio),
-        "-map",
-        "0:v",
-        "-map",
-        "1:a",
-        "-c:v",
-        "copy",
-        "-c:a",
-        "aac",
-        "-b:a",
-        "192k",
-        "-shortest",
-        str(temporary),
-    ]
+    timing = ["-ss", f"{offset:.6f}"] if offset >= 0 else ["-itsoffset", f"{-offset:.6f}"]
+    command = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-i", str(silent), *timing]
+    command += ["-i", str(audio), "-map", "0:v", "-map", "1:a", "-c:v", "copy", "-c:a", "aac", "-b:a", "192k"]
+    command += ["-shortest", str(temporary)]
     result = subprocess.run(command, capture_output=True, text=True)
     silent.unlink(missing_ok=True)
     if result.returncode != 0:
@@ -80,6 +73,36 @@ def write_video(
         raise DriftwaveError(f"ffmpeg could not add the soundtrack {audio}: {result.stderr.strip()[-300:]}")
     os.replace(temporary, path)
     return path
+
+
+class StreamRecorder:
+    """A video of frames arriving at their own pace, at a constant rate: each frame slot shows
+    the newest frame ready by its time (held while rendering is slower than the rate)."""
+
+    def __init__(self, path: Path, fps: float, size: tuple[int, int]) -> None:
+        self.path, self.fps = path, fps
+        self.silent = path.with_name(f".{path.stem}.silent{path.suffix}")
+        self.writer = h264_writer(self.silent, size, fps)
+        self.slots = 0
+        self.shown: np.ndarray | None = None
+
+    def add(self, image, seconds: float) -> None:
+        """``image`` (a (1, 3, H, W) tensor) became ready ``seconds`` after the start."""
+        picture = to_array(image)
+        self._hold_until(seconds, picture)
+        self.shown = picture
+
+    def close(self, seconds: float, audio: Path | None = None, audio_offset: float = 0.0) -> Path:
+        """End at ``seconds``; mux ``audio`` (which started ``-audio_offset`` s before frame 0)."""
+        if self.shown is not None:
+            self._hold_until(seconds, self.shown)
+        self.writer.close()
+        return mux_audio(self.silent, audio, audio_offset, self.path)
+
+    def _hold_until(self, seconds: float, first: np.ndarray) -> None:
+        while self.slots / self.fps < seconds:
+            self.writer.send(np.ascontiguousarray(self.shown if self.shown is not None else first))
+            self.slots += 1
 
 
 def write_gif(video: Path, path: Path, fps: float) -> Path:

@@ -1,0 +1,356 @@
+"""Live mode: real-time audio-reactive rendering from a microphone, line-in or a playing track.
+
+Each frame reads the newest audio envelopes, evaluates the schedules at ``t`` (frames since the
+start) and ``s`` (wall-clock seconds) with the live path of the schedule compiler, warps the
+previous picture, adds grain and runs img2img on it at the strength schedule. The audio side
+never waits for the picture (its callback only queues blocks), so when rendering is slower than
+the target the frames are fewer, never the audio; the loop then renders as fast as it can and
+says so. Edits and quick controls apply from the next frame. When something fails mid-run (the
+input unplugged, the GPU out of memory) the last good frame stays and the status says why.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import torch
+
+from engine import coherence
+from engine.backends import Backend, GenerationRequest
+from engine.errors import DriftwaveError, collecting_notices
+from engine.images import write_image
+from engine.motion import MOTION_3D_FIELDS, Motion2D, Motion3D, warp_2d, warp_3d
+from engine.plan import Plan, compile_plan
+from engine.prompts import PromptSchedule
+from engine.settings import Settings
+
+
+class AudioSource(Protocol):
+    envelopes: object  # audio.live.LiveEnvelopes
+
+    def values(self) -> dict[str, float]: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class LiveControls:
+    """The quick controls: overrides that hold until changed back (None: the schedule's value)."""
+
+    strength: float | None = None
+    cfg: float | None = None
+    prompt: int | None = None  # the index of the keyed prompt held on screen
+    frozen: bool = False  # keep the picture, skip rendering
+
+
+@dataclass
+class LiveStatus:
+    """One frame of the live loop, as shown to the user."""
+
+    frame: int
+    seconds: float
+    fps: float  # over the last second or so
+    latency_ms: float  # audio arrival to frame ready
+    audio: dict[str, float]
+    audio_frame: int  # which frame of audio envelopes this picture read
+    raw: list[float]  # those envelopes before normalisation, for comparisons with the offline analysis
+    behind: bool  # slower than the target
+    problem: str | None = None
+
+
+@dataclass
+class LiveSummary:
+    frames: int
+    seconds: float
+    mean_fps: float
+    mean_latency_ms: float
+    statuses: list[LiveStatus] = field(default_factory=list)
+
+    def line(self) -> str:
+        return (
+            f"{self.frames} frames in {self.seconds:.1f} s: {self.mean_fps:.1f} fps, "
+            f"audio to frame {self.mean_latency_ms:.0f} ms on average"
+        )
+
+
+class LiveSession:
+    """The real-time loop over one audio source and one backend."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        backend: Backend,
+        source: AudioSource,
+        *,
+        frames_dir: Path | None = None,
+        recorder=None,
+        on_frame: Callable[[LiveStatus, torch.Tensor], None] | None = None,
+        keep_statuses: bool = False,
+    ) -> None:
+        self.backend, self.source = backend, source
+        self.frames_dir, self.recorder, self.on_frame = frames_dir, recorder, on_frame
+        self.keep_statuses = keep_statuses
+        self.controls = LiveControls()
+        self.settings, self.plan = settings, compile_live(settings)
+        self._pending: tuple[Settings, Plan] | None = None
+        self._lock = threading.Lock()
+        self.image: torch.Tensor | None = None
+        self.reference: coherence.ColorReference | None = None
+        self.frame = 0
+        self.started = time.monotonic()
+        self.problem: str | None = None
+        self._times: deque[float] = deque(maxlen=32)
+        self._latencies: list[float] = []
+        self.statuses: list[LiveStatus] = []
+        self._said_behind = False
+
+    # -- from the user, any thread ------------------------------------------------------------------
+
+    def edit(self, settings: Settings) -> None:
+        """New settings from the next frame on; a bad edit raises here and changes nothing."""
+        plan = compile_live(settings)
+        with self._lock:
+            self._pending = (settings, plan)
+
+    def control(self, **changes) -> None:
+        """Quick controls: strength, cfg, prompt (index or None), frozen."""
+        with self._lock:
+            self.controls = dataclasses.replace(self.controls, **changes)
+
+    def snapshot(self, folder: Path) -> Path:
+        """The picture on screen as a PNG in ``folder``."""
+        if self.image is None:
+            raise DriftwaveError("there is no frame yet to snapshot")
+        folder.mkdir(parents=True, exist_ok=True)
+        return write_image(self.image, folder / f"snapshot-{time.strftime('%Y%m%d-%H%M%S')}-{self.frame:06d}.png")
+
+    # -- the loop -------------------------------------------------------------------------------------
+
+    def run(self, duration: float | None = None, should_stop: Callable[[], bool] | None = None) -> LiveSummary:
+        """Render until ``duration`` seconds pass, ``should_stop`` says so or a file source ends."""
+        self.started = time.monotonic()
+        finished = getattr(self.source, "finished", None)
+        while True:
+            if duration is not None and time.monotonic() - self.started >= duration:
+                break
+            if (should_stop and should_stop()) or (finished is not None and finished.is_set()):
+                break
+            status = self.step()
+            self._latencies.append(status.latency_ms)
+            if self.keep_statuses:
+                self.statuses.append(status)
+            self._pace()
+        return self.summary()
+
+    def summary(self) -> LiveSummary:
+        seconds = time.monotonic() - self.started
+        latencies = self._latencies
+        return LiveSummary(
+            frames=self.frame,
+            seconds=seconds,
+            mean_fps=self.frame / seconds if seconds > 0 else 0.0,
+            mean_latency_ms=sum(latencies) / len(latencies) if latencies else 0.0,
+            statuses=list(self.statuses),
+        )
+
+    def step(self) -> LiveStatus:
+        """One frame: newest audio in, picture out (unless frozen)."""
+        with self._lock:
+            if self._pending is not None:
+                (self.settings, self.plan), self._pending = self._pending, None
+            controls = self.controls
+        envelopes = self.source.envelopes
+        audio, audio_frame, raw, heard_at = (
+            self.source.values(),
+            envelopes.frames,
+            [float(v) for v in envelopes.latest_raw],
+            envelopes.latest_at,
+        )
+        seconds = time.monotonic() - self.started
+        self.problem = envelopes.error
+        if not controls.frozen or self.image is None:
+            try:
+                self.image = self._render(self.frame, seconds, audio, controls)
+            except torch.cuda.OutOfMemoryError:
+                self._out_of_memory()
+        done = time.monotonic()
+        self._times.append(done)
+        status = LiveStatus(
+            frame=self.frame,
+            seconds=seconds,
+            fps=self._fps(),
+            latency_ms=(done - heard_at) * 1000.0,
+            audio=audio,
+            audio_frame=audio_frame,
+            raw=raw,
+            behind=self._behind(),
+            problem=self.problem,
+        )
+        if self.frames_dir is not None:
+            write_image(self.image, self.frames_dir / "latest.png")  # atomic: readers never see half a frame
+        if self.recorder is not None:
+            self.recorder.add(self.image, seconds)
+        if self.on_frame is not None:
+            self.on_frame(status, self.image)
+        self.frame += 1
+        return status
+
+    def _render(self, frame: int, seconds: float, audio: dict[str, float], controls: LiveControls) -> torch.Tensor:
+        settings, plan = self.settings, self.plan
+        scope = {**audio, "bpm": float(settings.audio.bpm)}
+
+        def value(path: str) -> float:
+            return plan.schedules[path].at(frame, scope, seconds=seconds)
+
+        prompts = plan.prompts if controls.prompt is None else held_prompt(plan.prompts, controls.prompt)
+        request = GenerationRequest(
+            prompt=prompts.at(frame, scope, seconds=seconds),
+            seed=settings.sampling.seed,  # one seed: the picture changes with the music, not the noise
+            width=settings.image.W,
+            height=settings.image.H,
+            steps=max(settings.sampling.steps, 1),
+            cfg=controls.cfg if controls.cfg is not None else value("sampling.scale"),
+            sampler=settings.sampling.sampler,
+        )
+        if self.image is None:
+            image = self.backend.generate(request)
+            space = settings.coherence.color_coherence
+            self.reference = coherence.ColorReference(image, space) if space in ("LAB", "HSV", "RGB") else None
+            return image
+        warped = self._warp(self.image, value)
+        if self.reference is not None:
+            warped = self.reference.match(warped)
+        warped = coherence.apply_contrast(warped, value("motion.contrast_schedule"))
+        grain = settings.coherence
+        request.init = coherence.add_noise(
+            warped,
+            value("motion.noise_schedule"),
+            settings.sampling.seed + frame,
+            kind=grain.noise_type,
+            perlin_cells=(grain.perlin_w, grain.perlin_h),
+            octaves=grain.perlin_octaves,
+            persistence=grain.perlin_persistence,
+        )
+        strength = controls.strength if controls.strength is not None else value("motion.strength_schedule")
+        request.strength = min(max(strength, 0.0), 1.0)
+        return self.backend.generate(request)
+
+    def _warp(self, image: torch.Tensor, value: Callable[[str], float]) -> torch.Tensor:
+        """2D motion, or 3D with flat depth (a depth model per frame is too slow for live)."""
+        settings = self.settings
+        if settings.animation.animation_mode == "3D":
+            motion = Motion3D(
+                *(value(f"motion.{name}") for name in MOTION_3D_FIELDS),
+                fov=value("depth.fov_schedule"),
+                aspect=value("depth.aspect_ratio_schedule"),
+            )
+            depth = settings.depth
+            return warp_3d(image, motion, padding=depth.padding_mode, sampling=depth.sampling_mode)
+        motion = Motion2D(
+            angle=value("motion.angle"),
+            zoom=value("motion.zoom"),
+            translation_x=value("motion.translation_x"),
+            translation_y=value("motion.translation_y"),
+            center_x=value("motion.transform_center_x"),
+            center_y=value("motion.transform_center_y"),
+        )
+        return warp_2d(image, motion, border=settings.animation.border)
+
+    def _out_of_memory(self) -> None:
+        image = self.settings.image
+        smaller = max(64, int(image.W * 0.75) // 64 * 64), max(64, int(image.H * 0.75) // 64 * 64)
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        if smaller == (image.W, image.H):
+            self.problem = "the GPU is out of memory even at 64x64: close other GPU programs"
+            return
+        self.problem = (
+            f"the GPU ran out of memory at {image.W}x{image.H}; continuing at {smaller[0]}x{smaller[1]} "
+            f"(set image.W/H to {smaller[0]}/{smaller[1]} or lower, or model.tiny_vae, to start there)"
+        )
+        resized = self.settings.model_copy(
+            update={"image": image.model_copy(update={"W": smaller[0], "H": smaller[1]})}
+        )
+        self.settings, self.image = resized, None  # the next frame starts fresh at the smaller size
+
+    def _fps(self) -> float:
+        if len(self._times) < 2:
+            return 0.0
+        return (len(self._times) - 1) / max(self._times[-1] - self._times[0], 1e-6)
+
+    def _behind(self) -> bool:
+        target = self.settings.live.target_fps
+        return len(self._times) >= 8 and self._fps() < 0.95 * target
+
+    def _pace(self) -> None:
+        """Wait for the next slot when ahead; when behind, carry on at once and say so once."""
+        target = self.settings.live.target_fps
+        due = self.started + self.frame / target
+        delay = due - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        elif self._behind() and not self._said_behind:
+            self._said_behind = True
+            self.problem = self.problem or (
+                f"rendering at {self._fps():.1f} fps, below the {target:g} fps target: as fast as it can"
+            )
+
+
+def compile_live(settings: Settings) -> Plan:
+    """The plan of a live session: every schedule and prompt compiled, audio names as variables."""
+    with collecting_notices():  # no track: the audio names are live variables, not silent zeros
+        return compile_plan(settings)
+
+
+def held_prompt(prompts: PromptSchedule, index: int) -> PromptSchedule:
+    """Only the ``index``-th keyed prompt (wrapping), from frame 0 on."""
+    key = prompts.keys[index % len(prompts.keys)]
+    return PromptSchedule([dataclasses.replace(key, position=0.0)], prompts.timeline, prompts.blend, 0)
+
+
+def open_audio_source(settings: Settings, *, audio_file: str | None = None, input_device: str | None = None):
+    """The session's audio: ``audio_file`` played in real time, else the input device (the
+    default one when none is named), else the preset's track when there is no input at all."""
+    from audio.live import FileSource, MicrophoneSource
+    from audio.load import AudioError, load_audio
+
+    fps, filters, bpm = settings.live.target_fps, settings.audio.filters, settings.audio.bpm
+    if audio_file is None and input_device is None:
+        try:
+            return MicrophoneSource(filters, fps, bpm=bpm)
+        except AudioError:
+            if not settings.audio.file:
+                raise
+            audio_file = settings.audio.file
+    if audio_file is not None:
+        track = load_audio(audio_file)
+        return FileSource(track, filters, fps, loop=settings.live.loop_audio, bpm=bpm)
+    device = int(input_device) if input_device.isdigit() else input_device
+    return MicrophoneSource(filters, fps, device=device, bpm=bpm)
+
+
+def record_session(session: LiveSession, path: Path, run: Callable[[], LiveSummary]) -> LiveSummary:
+    """Run the session while recording it to ``path`` with the audio it reacted to, in sync."""
+    from engine.video import StreamRecorder
+
+    settings = session.settings
+    session.recorder = StreamRecorder(path, settings.live.target_fps, (settings.image.W, settings.image.H))
+    sound = path.with_name(f".{path.stem}.sound.wav")
+    envelopes = session.source.envelopes
+    envelopes.record_to(sound)
+    try:
+        summary = run()
+    finally:
+        envelopes.stop_recording()
+        started = envelopes.tap_started_at
+        offset = session.started - started if started is not None else 0.0
+        session.recorder.close(time.monotonic() - session.started, sound if started is not None else None, offset)
+        sound.unlink(missing_ok=True)
+    return summary
