@@ -219,7 +219,7 @@ def run_tui(args: argparse.Namespace) -> int:
 
 def run_live(args: argparse.Namespace) -> int:
     if not args.headless:
-        raise DriftwaveError("the live screen of the TUI is not built yet", hint="add --headless")
+        return _live_tui(args)
     from engine.backends import load_backend
     from engine.live import LiveSession, open_audio_source, record_session
 
@@ -247,6 +247,27 @@ def run_live(args: argparse.Namespace) -> int:
     if args.record:
         print(f"recorded: {args.record}")
     return 0
+
+
+def _live_tui(args: argparse.Namespace) -> int:
+    """The TUI on its Live tab; the engine runs the session (a dropped connection does not stop it)."""
+    if not sys.stdout.isatty():
+        raise DriftwaveError("the live screen needs a terminal", hint="run it in a terminal, or add --headless")
+    from tui.terminal import start_probe
+
+    start_probe()
+    from tui.app import make_app
+
+    options = {
+        "audio_file": str(Path(args.audio_file).resolve()) if args.audio_file else None,
+        "input_device": args.input_device,
+        "record": str(Path(args.record).resolve()) if args.record else None,
+        "duration": args.duration,
+        "frames_dir": str(Path(args.frames_dir).resolve()) if args.frames_dir else None,
+    }
+    app = make_app(_preset_path(args.preset), tuple(args.overrides), live=options)
+    app.run()
+    return app.return_code or 0
 
 
 class LiveStatusLine:

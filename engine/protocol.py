@@ -1,8 +1,10 @@
 """The engine's wire protocol: newline-delimited JSON over a Unix socket, shared by both ends.
 
-Every message carries ``v`` (the protocol version) and ``type``. Requests: hello, submit,
-update, pause, resume, cancel, status, shutdown. Events: state, progress, frame, log, error,
-done. Frames travel as file paths, never as pixels. No model library is imported here: the
+Every message carries ``v`` (the protocol version) and ``type``. Requests: hello, submit (a
+render, or with ``live`` a live session), update, control (live mode's quick controls), pause,
+resume, cancel, status, shutdown. Events: state, progress, frame, live (one per live frame: rate,
+latency, audio values, the newest frame's path), log, error, done. Frames travel as file paths,
+never as pixels. No model library is imported here: the
 TUI uses this module too.
 """
 
@@ -13,9 +15,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-VERSION = 1
-REQUESTS = ("hello", "submit", "update", "pause", "resume", "cancel", "status", "shutdown")
-EVENTS = ("state", "progress", "frame", "log", "error", "done")
+VERSION = 2
+REQUESTS = ("hello", "submit", "update", "control", "pause", "resume", "cancel", "status", "shutdown")
+EVENTS = ("state", "progress", "frame", "live", "log", "error", "done")
 MAX_LINE = 16 * 1024 * 1024  # a settings snapshot with long prompts fits easily
 
 

@@ -37,6 +37,7 @@ LIVE_GROUPS = {
     "hybrid",
     "guidance",
     "audio",
+    "live",
 }
 FIXED_FIELDS = {"coherence.diffusion_cadence", "audio.file", "audio.offset"}
 
@@ -60,6 +61,7 @@ class Engine:
         self._pending: Settings | None = None
         self._pending_lock = threading.Lock()
         self._worker: threading.Thread | None = None
+        self.live_session = None  # the LiveSession of a live job
         self._stop = asyncio.Event()
         self._last_activity = time.monotonic()
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -192,13 +194,17 @@ class Engine:
             "outputs": [],
             "submitted": time.time(),
         }
+        live = message.get("live")
+        if live is not None:
+            self.job["live"] = live
         self.progress, self.latest_frame = None, None
         self.paused.clear()
         self.cancelled.clear()
         self._set_state("loading")
-        self._worker = threading.Thread(
-            target=self._render, args=(settings, message.get("resume")), name="render", daemon=True
+        target, arguments = (
+            (self._live, (settings, live)) if live is not None else (self._render, (settings, message.get("resume")))
         )
+        self._worker = threading.Thread(target=target, args=arguments, name="render", daemon=True)
         self._worker.start()
         return None
 
@@ -216,11 +222,26 @@ class Engine:
                 hint="cancel and start a new render to change these",
             )
         _check_expressions(settings)  # a bad edit is refused here, never in the loop
+        if self.live_session is not None:
+            self.live_session.edit(settings)
         with self._pending_lock:
             self._pending = settings
         self.job["settings"] = settings.model_dump(mode="json")
         self._say(f"edit received ({', '.join(changed) or 'no change'}); it applies from the next frame")
         return None
+
+    def _on_control(self, message: dict) -> None:
+        """Live mode's quick controls: strength, cfg, prompt, frozen (null: back to the schedule);
+        ``snapshot: true`` writes the picture to the session's folder."""
+        session = self.live_session
+        if session is None:
+            raise DriftwaveError("there is no live session to control", field="control", hint="start one: main.py live")
+        changes = {key: message[key] for key in ("strength", "cfg", "prompt", "frozen") if key in message}
+        session.control(**changes)
+        if message.get("snapshot"):
+            self._say(f"snapshot: {session.snapshot(Path(self.job['folder']) / 'snapshots')}")
+        if changes:
+            self._say("live: " + ", ".join(f"{key} {value}" for key, value in changes.items()))
 
     def _on_pause(self, message: dict) -> None:
         if self.state == "rendering":
@@ -298,6 +319,73 @@ class Engine:
         except Exception as error:  # a bug: the engine keeps serving and the TUI shows where
             self._remember(traceback.format_exc())
             self._fail(f"{type(error).__name__}: {error}", "engine (details in the engine log)", None)
+
+    def _live(self, settings: Settings, options: dict) -> None:
+        """A live session in <outdir>/<batch>/live-<time>/ (recording, snapshots); the newest
+        frame at latest.png there, or in the frames_dir asked for."""
+        from engine.backends import load_backend
+        from engine.live import LiveSession, open_audio_source, record_session
+        from engine.outputs import new_timestring
+
+        def on_frame(status, image) -> None:
+            self.progress = {"frame": status.frame + 1, "total": None, "fps": status.fps, "eta_s": None}
+            self.latest_frame = str(frames / "latest.png")
+            fields = {
+                "frame": status.frame,
+                "fps": status.fps,
+                "latency_ms": status.latency_ms,
+                "audio": status.audio,
+                "behind": status.behind,
+                "problem": status.problem,
+                "path": self.latest_frame,
+            }
+            self.broadcast(encode("live", **fields))
+
+        def should_stop() -> bool:
+            while self.paused.is_set() and not self.cancelled.is_set():
+                time.sleep(0.05)
+            return self.cancelled.is_set()
+
+        source = None
+        try:
+            with collecting_notices() as notices:
+                backend = load_backend(settings.model)
+                source = open_audio_source(
+                    settings, audio_file=options.get("audio_file"), input_device=options.get("input_device")
+                )
+                folder = (
+                    Path(settings.batch.outdir).expanduser() / settings.batch.batch_name / f"live-{new_timestring()}"
+                )
+                folder.mkdir(parents=True, exist_ok=True)
+                self.job["folder"] = str(folder)
+                frames = Path(options.get("frames_dir") or folder)  # the newest frame, for the TUI and OBS
+                frames.mkdir(parents=True, exist_ok=True)
+                session = self.live_session = LiveSession(
+                    settings, backend, source, frames_dir=frames, on_frame=on_frame
+                )
+                self._set_state("rendering")
+                self._say(
+                    f"live: {settings.image.W}x{settings.image.H} at up to {settings.live.target_fps:g} fps in {folder}"
+                )
+
+                def run():
+                    return session.run(options.get("duration"), should_stop)
+
+                record = options.get("record")
+                summary = record_session(session, Path(record), run) if record else run()
+            for notice in notices:
+                self._say(f"note: {notice}")
+            self._say(summary.line() + (f"; recorded {record}" if record else ""))
+            self._set_state("done" if not self.cancelled.is_set() else "cancelled")
+        except DriftwaveError as error:
+            self._fail(error.message, error.field or "live", error.hint)
+        except Exception as error:  # a bug: the engine keeps serving and the TUI shows where
+            self._remember(traceback.format_exc())
+            self._fail(f"{type(error).__name__}: {error}", "engine (details in the engine log)", None)
+        finally:
+            self.live_session = None
+            if source is not None:
+                source.close()
 
     def _fail(self, message: str, where: str, hint: str | None) -> None:
         self._remember(f"error: {message}")

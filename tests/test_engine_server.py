@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT
 
+from engine.protocol import VERSION
 from engine.server import engine_running, spawn_engine
 
 
@@ -33,7 +34,7 @@ class Client:
         self.file = self.socket.makefile("rwb")
 
     def send(self, kind: str, **fields) -> None:
-        self.file.write((json.dumps({"v": 1, "type": kind, **fields}) + "\n").encode())
+        self.file.write((json.dumps({"v": VERSION, "type": kind, **fields}) + "\n").encode())
         self.file.flush()
 
     def receive(self) -> dict:
@@ -177,7 +178,7 @@ def test_attach_detach_and_reattach_mid_render(engine, tmp_path):
 
 
 def test_killing_the_client_process_does_not_stop_the_render(engine, tmp_path):
-    request = json.dumps({"v": 1, "type": "submit", "settings": job(tmp_path, frames=40, backend="tiny")})
+    request = json.dumps({"v": VERSION, "type": "submit", "settings": job(tmp_path, frames=40, backend="tiny")})
     script = textwrap.dedent(f"""
         import socket, time
         s = socket.socket(socket.AF_UNIX); s.connect({str(engine)!r})
@@ -282,3 +283,29 @@ def test_spawned_engine_is_detached_from_the_terminal(tmp_path):
         assert Client(path).snapshot()["pid"] == pid
     finally:
         os.kill(pid, signal.SIGTERM)
+
+
+def test_a_live_session_streams_frames_takes_controls_and_edits(engine, tmp_path):
+    client = Client(engine)
+    client.send("control", frozen=True)
+    assert "no live session" in client.until(lambda m: m["type"] == "error")[0]["message"]
+    settings = job(
+        tmp_path,
+        live={"target_fps": 10},
+        audio={"filters": [{"name": "fLo", "f_center": 105, "f_width": 65}]},
+        motion={"zoom": "0:(1 + 0.05*fLo)"},
+    )
+    track = str(ROOT / "presets" / "demo_track.flac")
+    client.send("submit", settings=settings, live={"audio_file": track, "duration": 4})
+    first, _ = client.until(lambda m: m["type"] == "live")
+    assert set(first["audio"]) >= {"fLo", "amp", "onset", "beat"} and Path(first["path"]).exists()
+    edited = dict(settings, motion={"zoom": "0:(1.02)"})
+    client.send("update", settings=edited)
+    client.until(lambda m: m["type"] == "log" and "edit received" in m["message"])
+    client.send("control", frozen=True, snapshot=True)
+    snapshot, _ = client.until(lambda m: m["type"] == "log" and m["message"].startswith("snapshot: "))
+    assert Path(snapshot["message"].removeprefix("snapshot: ")).exists()
+    final, seen = client.until(finished, timeout=60)
+    frames = [m["frame"] for m in seen if m["type"] == "live"]
+    assert final["state"] == "done" and frames == sorted(frames) and len(frames) >= 10
+    assert any("frames in" in m.get("message", "") for m in seen if m["type"] == "log")

@@ -25,13 +25,17 @@ from tui.session import Session
 DEMO = ROOT / "presets" / "demo.toml"
 
 
-def make(tmp_path: Path | None = None, *, preset: Path = DEMO, connect: bool = False, **overrides) -> DriftwaveApp:
+def make(
+    tmp_path: Path | None = None, *, preset: Path = DEMO, connect: bool = False, live: dict | None = None, **overrides
+) -> DriftwaveApp:
     session = Session.open(preset)
     for path, value in overrides.items():
         session.set(path.replace("__", "."), value)
     session.saved = session.settings
     client = EngineClient(tmp_path / "engine.sock") if tmp_path else None
-    return DriftwaveApp(session, client=client, image_class=HalfcellImage, connect=connect, preview_interval=0.1)
+    return DriftwaveApp(
+        session, client=client, image_class=HalfcellImage, connect=connect, preview_interval=0.1, live=live
+    )
 
 
 @asynccontextmanager
@@ -400,3 +404,35 @@ def test_snapshot_render_with_a_frame_80x24(snap_compare):
         await pilot.pause(0.2)  # the preview's width follows the image: let the layout settle
 
     assert snap_compare(make(), terminal_size=(80, 24), run_before=_snap("render", frame))
+
+
+async def test_the_live_tab_shows_the_session_and_its_keys_steer_it(tmp_path):
+    live = {"audio_file": str(DEMO.parent / "demo_track.flac"), "duration": 30}
+    options = dict(model__backend="preview", image__W=64, image__H=64, batch__outdir=str(tmp_path / "out"))
+    app = make(tmp_path, connect=True, live=live, live__target_fps=10, **options)
+    async with running(app) as pilot:
+        await until_state(app, pilot, "rendering", seconds=60)
+        pane = app.query_one("#pane-live")
+        for _ in range(100):
+            if pane.latest and pane.shown_frame >= 0:
+                break
+            await asyncio.sleep(0.1)
+        await pilot.pause()
+        assert "fps" in str(app.query_one("#live-status", Static).render())
+        assert "fLo" in text(app, "#live-meters") and "amp" in text(app, "#live-meters")
+        assert app.focused is pane
+        await pilot.press("f", "plus", "p")
+        for _ in range(100):
+            lines = app.query_one("#pane-render").lines
+            if any(line.startswith("snapshot: ") for line in lines) and any("frozen True" in entry for entry in lines):
+                break
+            await asyncio.sleep(0.1)
+        await pilot.pause()
+        lines = app.query_one("#pane-render").lines
+        snapshot = next(line for line in lines if line.startswith("snapshot: ")).removeprefix("snapshot: ")
+        assert Path(snapshot).exists()
+        assert any("strength 0.65" in line for line in lines)  # the demo's 0.6 at frame 0, one step up
+        assert "FROZEN" in text(app, "#live-controls")
+        await app.client.send("cancel")
+        await until_state(app, pilot, "cancelled", "done", seconds=30)
+        await app.client.send("shutdown")

@@ -132,6 +132,7 @@ class DriftwaveApp(App):
         image_class: type | None = None,
         connect: bool = True,
         preview_interval: float = 0.5,
+        live: dict | None = None,
     ) -> None:
         """``session``: a Session, or a callable making one (called after the first paint)."""
         super().__init__()
@@ -141,6 +142,7 @@ class DriftwaveApp(App):
         self.image_class = image_class or image_widget()
         self.connect = connect
         self.preview_interval = preview_interval
+        self.live_options = live  # main.py live: the session's audio source and recording
         self.engine_state = "disconnected"
         self.job: dict | None = None
         self._pending_frame: str | None = None
@@ -149,8 +151,9 @@ class DriftwaveApp(App):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        with TabbedContent(initial="prompts", id="tabs"):
-            for tab, title in TABS:
+        tabs = ((("live", "Live"),) if self.live_options is not None else ()) + TABS
+        with TabbedContent(initial=tabs[0][0], id="tabs"):
+            for tab, title in tabs:
                 with TabPane(title, id=tab):
                     yield Static("loading…", classes="loading")
         yield Footer()
@@ -173,6 +176,8 @@ class DriftwaveApp(App):
         self.refresh_title()
         self.set_interval(self.preview_interval, self._show_pending_frame)
         self.set_interval(0.25, self._send_pending_update)
+        if self.live_options is not None:
+            self.set_interval(0.1, self.pane("live").show_frame)
         if self.connect:
             if snapshot is not None:
                 self.on_engine_message(snapshot)
@@ -199,6 +204,8 @@ class DriftwaveApp(App):
         from tui.panes import AudioPane, MotionPane, PromptsPane, RenderPane, SettingsPane
 
         panes = {}
+        if self.live_options is not None and not self.query("#pane-live"):
+            panes["live"] = self._live_pane()
         if not self.query("#pane-render"):
             panes["render"] = RenderPane(self.image_class, id="pane-render")
         panes |= {
@@ -215,6 +222,19 @@ class DriftwaveApp(App):
             await container.remove_children()  # gone before the new pane takes its id
             await container.mount(pane)
         self.pane("audio").analyse()
+
+    def _live_pane(self):
+        from engine.errors import collecting_notices
+        from engine.plan import compile_plan
+        from tui.live import LivePane
+
+        with collecting_notices():
+            values = compile_plan(self.session.settings).values
+        strength, cfg = float(values["motion.strength_schedule"][0]), float(values["sampling.scale"][0])
+        return LivePane(self.image_class, strength, cfg, id="pane-live")
+
+    def on_live_pane_control(self, message) -> None:
+        self.run_worker(self._request("control", **message.changes), group="control")
 
     def pane(self, name: str):
         return self.query_one(f"#pane-{name}")
@@ -258,7 +278,7 @@ class DriftwaveApp(App):
             first = self.engine_state == "disconnected"
             self.engine_state, self.job = message["state"], message.get("job")
             pane.show_state(self.engine_state, self.job)
-            if message.get("progress"):
+            if (message.get("progress") or {}).get("total"):
                 pane.show_progress(**_progress(message["progress"]))
             if message.get("latest_frame"):
                 self._pending_frame = message["latest_frame"]
@@ -268,10 +288,17 @@ class DriftwaveApp(App):
                     pane.log(line)
                 if self.engine_state in RUNNING:
                     self.call_later(self._attach, self.job)
+                elif self.live_options is not None:
+                    self.call_later(self.action_render)
             if self.engine_state == "done":
                 self.notify("render finished", title="Engine")
             self.refresh_title()
-        elif kind == "progress":
+        elif kind == "live":
+            if self.query("#pane-live"):
+                self.pane("live").show(message)
+            else:  # a TUI opened for editing, attached to a live session
+                self._pending_frame = message["path"]
+        elif kind == "progress" and message.get("total"):
             pane.show_progress(**_progress(message))
         elif kind == "frame":
             self._pending_frame = message["path"]  # shown by the timer: the newest only
@@ -365,9 +392,14 @@ class DriftwaveApp(App):
                 if self.client.connected:
                     break
                 await self._sleep(0.1)
-        self.action_tab("render")
         preset = str(self.session.path) if self.session.path else None
-        await self._request("submit", settings=self.session.settings.model_dump(mode="json"), preset=preset)
+        settings = self.session.settings.model_dump(mode="json")
+        if self.live_options is not None:
+            self.action_tab("live")
+            await self._request("submit", settings=settings, preset=preset, live=self.live_options)
+            return
+        self.action_tab("render")
+        await self._request("submit", settings=settings, preset=preset)
 
     async def action_pause(self) -> None:
         await self._request("resume" if self.engine_state == "paused" else "pause")

@@ -1,0 +1,145 @@
+"""The Live tab: the picture, one meter per audio variable with a beat flash, the rate and the
+audio-to-frame latency, and quick controls sent to the engine's live session.
+
+Keys (with the tab in focus): 1-9 hold that keyed prompt, 0 back to the prompt schedule, f
+freeze, p snapshot, + and - strength, ] and [ cfg, r back to the schedules.
+"""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.message import Message
+from textual.widgets import Label, Static
+
+METER_WIDTH = 20
+
+
+def meter(name: str, value: float) -> str:
+    """``name ▕██████░░░░▏ 0.62``: a bar of eighth blocks for a value in 0..1."""
+    value = min(max(value, 0.0), 1.0)
+    eighths = round(value * METER_WIDTH * 8)
+    full, part = divmod(eighths, 8)
+    bar = "█" * full + (" ▏▎▍▌▋▊▉"[part] if part else "")
+    return f"{name:>6} ▕{bar:<{METER_WIDTH}}▏ {value:4.2f}"
+
+
+class LivePane(Vertical, can_focus=True):
+    """What the live session shows, and the keys that steer it."""
+
+    BINDINGS = [
+        *(Binding(str(n), f"prompt({n - 1})", f"prompt {n}", show=False) for n in range(1, 10)),
+        Binding("0", "prompt(None)", "scheduled prompts", show=False),
+        Binding("f", "freeze", "Freeze"),
+        Binding("p", "snapshot", "Snapshot"),
+        Binding("plus,equals_sign", "strength(0.05)", "Strength +"),
+        Binding("minus", "strength(-0.05)", "Strength -"),
+        Binding("right_square_bracket", "cfg(0.5)", "CFG +", show=False),
+        Binding("left_square_bracket", "cfg(-0.5)", "CFG -", show=False),
+        Binding("r", "reset", "Reset", show=False),
+    ]
+
+    class Control(Message):
+        """A quick control for the engine (``changes``: fields of the ``control`` request)."""
+
+        def __init__(self, changes: dict) -> None:
+            super().__init__()
+            self.changes = changes
+
+    def __init__(self, image_class, strength: float, cfg: float, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.image_class = image_class
+        self.base_strength, self.base_cfg = strength, cfg  # the schedules' values at frame 0
+        self.strength: float | None = None
+        self.cfg: float | None = None
+        self.frozen = False
+        self.shown_frame = -1
+        self.latest: dict | None = None
+
+    def compose(self) -> ComposeResult:
+        yield Label("live: waiting for the engine…", id="live-status", markup=False)
+        with Horizontal(id="live-body"):
+            yield self.image_class(id="live-picture")
+            with Vertical(id="live-side"):
+                yield Static("", id="live-beat", markup=False)
+                yield Static("", id="live-meters", markup=False)
+                yield Static("", id="live-controls", markup=False)
+                yield Static("", id="live-problem", classes="error", markup=False)
+        keys = "1-9 prompt · 0 schedule · f freeze · p snapshot · +/- strength · [/] cfg · r reset"
+        yield Label(keys, classes="help", markup=False)
+
+    def on_mount(self) -> None:
+        self._show_controls()
+        self.focus()  # the keys work at once
+
+    # -- from the engine -----------------------------------------------------------------------------
+
+    def show(self, message: dict) -> None:
+        """One ``live`` event: rate, latency, meters, beat, what went wrong."""
+        self.latest = message
+        fps, latency = message.get("fps", 0.0), message.get("latency_ms", 0.0)
+        behind = "  (below the target: as fast as it can)" if message.get("behind") else ""
+        self.query_one("#live-status", Label).update(
+            f"frame {message['frame']}   {fps:5.1f} fps   audio→frame {latency:4.0f} ms{behind}"
+        )
+        audio = message.get("audio") or {}
+        self.query_one("#live-meters", Static).update(
+            "\n".join(meter(name, value) for name, value in audio.items() if name not in ("beat", "bpm"))
+        )
+        beat = self.query_one("#live-beat", Static)
+        beat.update("● BEAT" if audio.get("beat", 0.0) > 0.7 else "○ beat")
+        beat.set_class(audio.get("beat", 0.0) > 0.7, "flash")
+        self.query_one("#live-problem", Static).update(message.get("problem") or "")
+
+    def show_frame(self) -> None:
+        """The newest picture, if a newer one came (called on a timer: limited for SSH)."""
+        if self.latest is None or self.latest["frame"] == self.shown_frame:
+            return
+        from PIL import Image
+
+        try:
+            with Image.open(self.latest["path"]) as image:
+                small = image.convert("RGB")
+        except OSError:
+            return  # replaced while reading: the next tick shows it
+        small.thumbnail((256, 256))
+        self.query_one("#live-picture").image = small
+        self.shown_frame = self.latest["frame"]
+
+    # -- keys ------------------------------------------------------------------------------------------
+
+    def action_prompt(self, index: int | None) -> None:
+        self.post_message(self.Control({"prompt": index}))
+        self.notify(f"holding prompt {index + 1}" if index is not None else "prompts follow the schedule")
+
+    def action_freeze(self) -> None:
+        self.frozen = not self.frozen
+        self.post_message(self.Control({"frozen": self.frozen}))
+        self._show_controls()
+
+    def action_snapshot(self) -> None:
+        self.post_message(self.Control({"snapshot": True}))
+
+    def action_strength(self, step: float) -> None:
+        current = self.base_strength if self.strength is None else self.strength
+        self.strength = round(min(max(current + step, 0.0), 1.0), 3)
+        self.post_message(self.Control({"strength": self.strength}))
+        self._show_controls()
+
+    def action_cfg(self, step: float) -> None:
+        current = self.base_cfg if self.cfg is None else self.cfg
+        self.cfg = round(max(current + step, 0.0), 3)
+        self.post_message(self.Control({"cfg": self.cfg}))
+        self._show_controls()
+
+    def action_reset(self) -> None:
+        self.strength = self.cfg = None
+        self.post_message(self.Control({"strength": None, "cfg": None}))
+        self._show_controls()
+
+    def _show_controls(self) -> None:
+        strength = "schedule" if self.strength is None else f"{self.strength:.2f}"
+        cfg = "schedule" if self.cfg is None else f"{self.cfg:.1f}"
+        frozen = "   FROZEN" if self.frozen else ""
+        self.query_one("#live-controls", Static).update(f"strength {strength}   cfg {cfg}{frozen}")
