@@ -341,9 +341,11 @@ class DriftwaveApp(App):
             self.notify("attached to the running render: its settings are loaded", title="Engine")
 
     def _show_pending_frame(self) -> None:
-        if self._pending_frame and self._pending_frame != self._shown_frame and Path(self._pending_frame).exists():
-            self._shown_frame = self._pending_frame
-            self.pane("render").show_frame(self._pending_frame)
+        pending = self._pending_frame
+        if not pending or pending == self._shown_frame or not Path(pending).exists():
+            return
+        if self.pane("render").show_frame(pending):
+            self._shown_frame = pending
 
     async def _request(self, kind: str, **fields) -> None:
         if not self.client.connected:

@@ -459,14 +459,19 @@ class RenderPane(Vertical):
         eta_text = f"{int(eta or 0) // 60}:{int(eta or 0) % 60:02d}"
         self.query_one("#render-rate", Label).update(f"frame {frame}/{total}   {fps:.2f} it/s   ETA {eta_text}")
 
-    def show_frame(self, path: str) -> None:
-        """Show a frame, scaled down first: the terminal has few cells and redraws often."""
+    def show_frame(self, path: str) -> bool:
+        """Show a frame, scaled down first: the terminal has few cells and redraws often. False
+        when the preview is not built yet (the next tick shows it)."""
         from PIL import Image
 
+        previews = self.query("#render-preview")
+        if not previews:
+            return False
         with Image.open(path) as image:
             small = image.convert("RGB")
             small.thumbnail((192, 192))
-        self.query_one("#render-preview").image = small
+        previews.first().image = small
+        return True
 
     def log(self, line: str) -> None:
         self.lines.append(line)
