@@ -444,6 +444,11 @@ class ModelSettings(Group):
     attention_slicing: bool = Field(False, description="compute attention in slices: less GPU memory, slower")
     vae_tiling: bool = Field(False, description="decode in tiles: large images on small GPUs")
     cpu_offload: bool = Field(False, description="keep idle model parts in CPU memory (CUDA only)")
+    tiny_vae: str = path(
+        "", "a tiny autoencoder (AutoencoderTiny, e.g. madebyollin/taesd) for fast encode/decode in live mode"
+    )
+    channels_last: bool = Field(False, description="UNet in channels-last memory layout (faster on recent GPUs)")
+    compile_unet: bool = Field(False, description="torch.compile the UNet: slow first frames, faster after (CUDA)")
 
 
 class PromptingSettings(Group):

@@ -163,3 +163,25 @@ def test_scheduler_names_all_build(tiny):
 def test_tiny_model_folder_is_a_real_diffusers_folder():
     assert (Path(tiny_model_dir()) / "model_index.json").exists()
     assert (Path(tiny_model_dir()) / "unet" / "diffusion_pytorch_model.safetensors").exists()
+
+
+def test_a_tiny_autoencoder_replaces_the_vae(tmp_path, tiny):
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(0)
+    small = AutoencoderTiny(
+        encoder_block_out_channels=(16, 16, 16, 16),
+        decoder_block_out_channels=(16, 16, 16, 16),
+        num_encoder_blocks=(1, 1, 1, 1),
+        num_decoder_blocks=(1, 1, 1, 1),
+    )
+    small.save_pretrained(tmp_path / "taesd")
+    settings = ModelSettings(backend="tiny", tiny_vae=str(tmp_path / "taesd"), channels_last=True)
+    fast = DiffusionBackend.load(str(tiny_model_dir()), settings, device="cpu", label="tiny")
+    assert type(fast.vae).__name__ == "AutoencoderTiny" and fast.vae_scale == 8
+    init = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    image = fast.generate(request(init=init, strength=0.5))
+    assert image.shape == (1, 3, 64, 64) and not torch.equal(image, tiny.generate(request(init=init, strength=0.5)))
+    with pytest.raises(ModelLoadError, match="tiny autoencoder") as caught:
+        DiffusionBackend.load(str(tiny_model_dir()), ModelSettings(tiny_vae=str(tmp_path / "none")), device="cpu")
+    assert caught.value.field == "model.tiny_vae"

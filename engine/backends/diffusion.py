@@ -47,7 +47,8 @@ class DiffusionBackend:
         self.scheduler_config = dict(pipeline.scheduler.config)
         self.conditioner = TextConditioner(pipeline.tokenizer, pipeline.text_encoder, device, dtype)
         self.latent_channels = self.unet.config.in_channels
-        self.vae_scale = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        blocks = getattr(self.vae.config, "block_out_channels", None) or self.vae.config.encoder_block_out_channels
+        self.vae_scale = 2 ** (len(blocks) - 1)
         self._schedulers: dict[tuple, object] = {}
 
     @classmethod
@@ -70,8 +71,14 @@ class DiffusionBackend:
             pipeline.vae.enable_tiling()
         if model_settings.cpu_offload and target.type == "cuda":
             pipeline.enable_model_cpu_offload()
+        if model_settings.tiny_vae:
+            pipeline.vae = load_tiny_vae(model_settings.tiny_vae, dtype).to(target)
         if dtype == torch.float16 and pipeline.vae.config.get("force_upcast", False):
             pipeline.vae.to(torch.float32)  # SD 1.x VAEs overflow in fp16
+        if model_settings.channels_last:
+            pipeline.unet.to(memory_format=torch.channels_last)
+        if model_settings.compile_unet:
+            pipeline.unet = torch.compile(pipeline.unet, mode="reduce-overhead")
         return cls(pipeline, model_settings, target, dtype, label or model)
 
     @torch.no_grad()
@@ -141,8 +148,11 @@ class DiffusionBackend:
 
     def _encode(self, image: torch.Tensor, seed: int) -> torch.Tensor:
         pixels = (image.to(self.device, self.vae.dtype) * 2 - 1).clamp(-1, 1)
-        distribution = self.vae.encode(pixels).latent_dist
-        latents = distribution.sample(generator=torch.Generator().manual_seed(seed + 1))
+        encoded = self.vae.encode(pixels)
+        if hasattr(encoded, "latent_dist"):
+            latents = encoded.latent_dist.sample(generator=torch.Generator().manual_seed(seed + 1))
+        else:  # a tiny autoencoder gives the latents themselves
+            latents = encoded.latents
         return (latents * self.vae.config.scaling_factor).to(self.dtype)
 
     def _decode(self, latents: torch.Tensor) -> torch.Tensor:
@@ -191,6 +201,20 @@ def slerp(t: float, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 # -- loading -------------------------------------------------------------------------------------
+
+
+def load_tiny_vae(name: str, dtype: torch.dtype):
+    """An AutoencoderTiny (hub id or folder) to use in place of the model's VAE."""
+    from diffusers import AutoencoderTiny
+
+    try:
+        return AutoencoderTiny.from_pretrained(name, dtype=dtype)
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as error:
+        raise ModelLoadError(
+            f"cannot load the tiny autoencoder {name}: {str(error).splitlines()[0]}",
+            field="model.tiny_vae",
+            hint="give an AutoencoderTiny hub id or folder (e.g. madebyollin/taesd for SD 1.x/2.x), or leave it empty",
+        ) from None
 
 
 def load_pipeline(model: str, *, dtype: torch.dtype, config: str = ""):
