@@ -24,7 +24,7 @@ import torch
 
 from engine import coherence
 from engine.backends import Backend, GenerationRequest
-from engine.errors import DriftwaveError, collecting_notices
+from engine.errors import DriftwaveError, collecting_notices, notify
 from engine.images import write_image
 from engine.motion import MOTION_3D_FIELDS, Motion2D, Motion3D, warp_2d, warp_3d
 from engine.plan import Plan, compile_plan
@@ -325,10 +325,11 @@ def open_audio_source(settings: Settings, *, audio_file: str | None = None, inpu
     if audio_file is None and input_device is None:
         try:
             return MicrophoneSource(filters, fps, bpm=bpm)
-        except AudioError:
+        except AudioError as error:
             if not settings.audio.file:
                 raise
             audio_file = settings.audio.file
+            notify(f"{error.message}: playing the preset's track {Path(audio_file).name} in real time instead")
     if audio_file is not None:
         track = load_audio(audio_file)
         return FileSource(track, filters, fps, loop=settings.live.loop_audio, bpm=bpm)

@@ -20,6 +20,7 @@ import torch
 from engine import coherence
 from engine.backends import Backend, GenerationRequest, load_backend
 from engine.errors import DriftwaveError, collecting_notices, notify
+from engine.guidance import SCALES, GuidanceRequest, extract_palette
 from engine.hybrid import HybridVideo, check_hybrid, hybrid_in_use
 from engine.images import from_array, load_image, write_image
 from engine.motion import MOTION_3D_FIELDS, Motion2D, Motion3D, warp_2d, warp_3d
@@ -33,6 +34,7 @@ from engine.video import write_gif, write_video
 from engine.video_input import VideoFrames, open_video_input, probe
 
 Event = dict[str, Any]
+GUIDANCE_SCALES = (*SCALES, "clip_scale", "aesthetics_scale")
 SUPPORTED_MODES = ("None", "2D", "3D", "Video Input", "Interpolation")
 
 
@@ -78,6 +80,7 @@ def render(
     preflight(settings)
     plan = compile_run(settings)
     check_camera(settings, plan)
+    check_guidance(settings, plan)
     backend = backend or load_backend(settings.model)
     depth = _depth_model(settings, backend.device)
     if run is None:
@@ -193,6 +196,26 @@ def check_camera(settings: Settings, plan: Plan) -> None:
         )
 
 
+def check_guidance(settings: Settings, plan: Plan) -> None:
+    """Guidance scales that are on somewhere need what they compare with; CLIP and aesthetics
+    guidance are not in this version."""
+    on = {name for name in GUIDANCE_SCALES if (plan.values[f"guidance.{name}"] != 0).any()}
+    options = settings.guidance
+    for name in on & {"clip_scale", "aesthetics_scale"}:
+        raise DriftwaveError(
+            f"{name} (CLIP-model guidance) is not available in this version",
+            field=f"guidance.{name}",
+            hint="set it to 0; mean, var, exposure, colormatch, init_mse and blue guidance work",
+        )
+    for scale, image in (("colormatch_scale", "colormatch_image"), ("init_mse_scale", "init_mse_image")):
+        if scale in on and not getattr(options, image):
+            raise DriftwaveError(
+                f"{scale} is on but {image} is empty", field=f"guidance.{image}", hint="give the path of an image"
+            )
+        if scale in on:
+            load_image(getattr(options, image), field=f"guidance.{image}")
+
+
 def _depth_model(settings: Settings, device):
     """The depth model of a 3D run or a depth composite mask (None: flat depth), loaded before
     the first frame."""
@@ -241,6 +264,7 @@ class Loop:
         self.video: VideoFrames | None = None  # Video Input: the chosen frames of the video
         self._video_reference: tuple[int, coherence.ColorReference] | None = None
         self.hybrid: HybridVideo | None = None  # 2D/3D following or compositing a video
+        self._guidance_images: tuple[torch.Tensor | None, torch.Tensor | None] | None = None
 
     def _follow_history(self, frame: int) -> None:
         """Take a pending live edit (from this frame on), then use the settings in effect here."""
@@ -505,7 +529,26 @@ class Loop:
             subseed=subseed,
             subseed_strength=float(values["sampling.subseed_strength_schedule"][frame]) if subseed >= 0 else 0.0,
             threshold=(sampling.dynamic_threshold, sampling.static_threshold),
+            guidance=self._guidance(frame),
         )
+
+    def _guidance(self, frame: int) -> GuidanceRequest | None:
+        """This frame's guidance scales and the images the losses compare with (loaded once)."""
+        scales = {name: float(self.values[f"guidance.{name}"][frame]) for name in SCALES}
+        if not any(scales.values()):
+            return None
+        options = self.settings.guidance
+        size = (self.width, self.height)
+        if self._guidance_images is None:
+            init = palette = None
+            if options.init_mse_image:
+                init = from_array(load_image(options.init_mse_image, size, field="guidance.init_mse_image")[..., :3])
+            if options.colormatch_image:
+                source = load_image(options.colormatch_image, size, field="guidance.colormatch_image")[..., :3]
+                palette = extract_palette(from_array(source), options.colormatch_n_colors)
+            self._guidance_images = (init, palette)
+        init, palette = self._guidance_images
+        return GuidanceRequest(options, scales, init_image=init, palette=palette)
 
     def _move(self, image: torch.Tensor, frame: int) -> torch.Tensor:
         """The previous image carried into ``frame``: the hybrid video's motion and composites

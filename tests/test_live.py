@@ -207,3 +207,16 @@ def test_live_command_headless_records_and_reports(tmp_path):
         [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(video)], capture_output=True, text=True
     )
     assert "Audio:" in log.stderr and "Video: h264" in log.stderr
+
+
+def test_no_input_and_no_track_is_a_clear_error(tmp_path):
+    import sounddevice
+
+    if any(device["max_input_channels"] > 0 for device in sounddevice.query_devices()):
+        pytest.skip("this machine has an audio input")
+    preset = tmp_path / "quiet.toml"
+    preset.write_text('[model]\nbackend = "preview"\n')
+    command = [sys.executable, str(ROOT / "main.py"), "live", str(preset), "--headless", "--duration", "1"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert "no audio input" in result.stderr and "--audio-file" in result.stderr and "Traceback" not in result.stderr

@@ -8,6 +8,7 @@ from typing import Protocol
 import torch
 
 from engine.errors import DriftwaveError
+from engine.guidance import GuidanceRequest
 from engine.prompts import FramePrompt
 
 
@@ -35,6 +36,7 @@ class GenerationRequest:
     subseed: int = -1
     subseed_strength: float = 0.0
     threshold: tuple[float, float] = (0.0, 0.0)  # (dynamic percentile, static max); 0 = off
+    guidance: GuidanceRequest | None = None  # gradient conditioning of this frame
 
 
 class Backend(Protocol):

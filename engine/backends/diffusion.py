@@ -19,6 +19,7 @@ import torch
 from engine.backends.base import GenerationRequest, ModelLoadError
 from engine.backends.conditioning import TextConditioner
 from engine.backends.schedulers import make_scheduler
+from engine.guidance import clamp_gradient, fit_linear_decoder, guided_steps, linear_decode, losses
 
 
 def pick_device(requested: str | None) -> torch.device:
@@ -50,6 +51,8 @@ class DiffusionBackend:
         blocks = getattr(self.vae.config, "block_out_channels", None) or self.vae.config.encoder_block_out_channels
         self.vae_scale = 2 ** (len(blocks) - 1)
         self._schedulers: dict[tuple, object] = {}
+        self._linear_map: torch.Tensor | None = None  # latents -> RGB, fitted on first use
+        self.guided_steps: list[int] = []  # the steps the last image was guided at
 
     @classmethod
     def load(cls, model: str, model_settings, *, device: str | None = None, label: str | None = None):
@@ -109,7 +112,11 @@ class DiffusionBackend:
         keep = self._latent_mask(request.mask) if init_latents is not None else None
 
         extra = self._step_kwargs(scheduler, request)
-        for index, timestep in enumerate(timesteps):
+        guide = request.guidance if request.guidance is not None and request.guidance.active else None
+        guided = guided_steps(guide.settings.grad_inject_timing, len(timesteps)) if guide else set()
+        self.guided_steps = sorted(guided)
+
+        def predict(latents: torch.Tensor, timestep) -> torch.Tensor:
             model_input = torch.cat([latents] * 2) if classifier_free else latents
             model_input = scheduler.scale_model_input(model_input, timestep)
             noise_prediction = self.unet(
@@ -122,6 +129,14 @@ class DiffusionBackend:
             if classifier_free:
                 unconditional, conditional = noise_prediction.chunk(2)
                 noise_prediction = unconditional + request.cfg * (conditional - unconditional)
+            return noise_prediction
+
+        for index, timestep in enumerate(timesteps):
+            noise_prediction = predict(latents, timestep)
+            if index in guided:
+                noise_prediction = self._guided(
+                    predict, latents, timestep, noise_prediction, scheduler, request, index, len(timesteps)
+                )
             latents = scheduler.step(noise_prediction, timestep, latents, **extra, return_dict=False)[0]
             if keep is not None:
                 following = timesteps[index + 1 : index + 2]
@@ -130,6 +145,39 @@ class DiffusionBackend:
         return self._decode(latents)
 
     # -- steps of the loop --------------------------------------------------------------------------
+
+    def _guided(self, predict, latents, timestep, noise, scheduler, request, step: int, steps: int) -> torch.Tensor:
+        """The noise prediction moved by the guidance losses' gradient (see engine.guidance)."""
+        guide = request.guidance
+        options = guide.settings
+        alpha = scheduler.alphas_cumprod.to(self.device)[round(float(timestep))].float()
+        sigma = ((1 - alpha) / alpha).sqrt()
+        with torch.enable_grad():
+            if options.gradient_wrt == "x":  # through the UNet: the gradient with respect to the noisy latents
+                variable = latents.detach().float().requires_grad_(True)
+                scaled = scheduler.scale_model_input(variable, timestep)
+                epsilon = predict(variable.to(self.dtype), timestep).float()
+                denoised = (scaled - (1 - alpha).sqrt() * epsilon) / alpha.sqrt()
+            else:
+                scaled = scheduler.scale_model_input(latents, timestep).float()
+                variable = ((scaled - (1 - alpha).sqrt() * noise.float()) / alpha.sqrt()).detach().requires_grad_(True)
+                denoised = variable
+            loss = losses(self._decode_for_loss(denoised, options.decode_method), guide)
+            gradient = -torch.autograd.grad(loss, variable)[0]
+        gradient = clamp_gradient(gradient, options, step, steps)
+        share = {"cond": request.cfg, "uncond": 1 - request.cfg, "both": 1.0}[options.gradient_add_to]
+        if request.cfg <= 1.0:
+            share = 1.0  # no classifier-free guidance: one prediction
+        return (noise.float() - share * sigma * gradient).to(noise.dtype)
+
+    def _decode_for_loss(self, latents: torch.Tensor, method: str) -> torch.Tensor:
+        """RGB in [0, 1] the losses see, differentiable: the VAE, or its fitted linear map."""
+        if method == "autoencoder":
+            image = self.vae.decode(latents.to(self.vae.dtype) / self.vae.config.scaling_factor, return_dict=False)[0]
+            return (image.float() / 2 + 0.5).clamp(0, 1)
+        if self._linear_map is None:
+            self._linear_map = fit_linear_decoder(self._decode, self.latent_channels, self.device, self.dtype)
+        return linear_decode(latents, self._linear_map).clamp(0, 1)
 
     def _scheduler(self, name: str, threshold: tuple[float, float]):
         key = (name, threshold)

@@ -15,6 +15,7 @@ import torch
 
 from engine.backends.base import GenerationRequest
 from engine.coherence import gaussian_blur, hsv_to_rgb, perlin_octaves
+from engine.errors import notify
 
 
 class PreviewBackend:
@@ -22,8 +23,12 @@ class PreviewBackend:
 
     def __init__(self, device: str = "cpu") -> None:
         self.device = torch.device(device)
+        self.said_guidance = False
 
     def generate(self, request: GenerationRequest) -> torch.Tensor:
+        if request.guidance is not None and request.guidance.active and not self.said_guidance:
+            self.said_guidance = True
+            notify("the preview backend does no diffusion: the guidance scales have no effect")
         if request.init is None or request.strength <= 0:
             return pattern(_prompt_key(request), request.seed, request.width, request.height).to(self.device)
         init = request.init.to(self.device)

@@ -1,0 +1,57 @@
+"""Gradient conditioning: the cost of a guided sampling step relative to an unguided one.
+
+The tiny test pipeline on the CPU (and an SD-1.5-architecture pipeline with random weights on a
+GPU, where there is one — not built here), 10 steps with every step guided by the mean loss,
+for gradient_wrt x0_pred and x and both decode methods, side by side with the same request
+unguided. Run: .venv/bin/python bench/guidance.py
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from engine.backends import GenerationRequest, load_backend
+from engine.guidance import GuidanceRequest
+from engine.prompts import compile_prompts
+from engine.schedule import Timeline
+from engine.settings import GuidanceSettings, ModelSettings
+
+SIZE, STEPS, REPEATS = 128, 10, 5
+
+
+def seconds(backend, guidance) -> float:
+    prompt = compile_prompts({"0": "a red fox"}, Timeline(1)).at(0)
+    request = GenerationRequest(
+        prompt=prompt, seed=1, width=SIZE, height=SIZE, steps=STEPS, cfg=3.0, sampler="euler", guidance=guidance
+    )
+    backend.generate(request)
+    times = []
+    for _ in range(REPEATS):
+        started = time.perf_counter()
+        backend.generate(request)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def main() -> None:
+    backend = load_backend(ModelSettings(backend="tiny"))
+    print(f"machine: {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}")
+    print(f"tiny pipeline, {SIZE}x{SIZE}, {STEPS} steps, cfg 3 (two UNet passes a step), median of {REPEATS}")
+    plain = seconds(backend, None)
+    print(f"  unguided                     {plain / STEPS * 1e3:7.1f} ms a step")
+    for wrt in ("x0_pred", "x"):
+        for decode in ("linear", "autoencoder"):
+            options = GuidanceSettings(gradient_wrt=wrt, decode_method=decode, grad_inject_timing="none")
+            guided = seconds(backend, GuidanceRequest(options, {"mean_scale": 1.0}))
+            print(f"  {wrt:7} {decode:11}          {guided / STEPS * 1e3:7.1f} ms a step = {guided / plain:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

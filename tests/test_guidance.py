@@ -1,0 +1,175 @@
+"""Gradient conditioning with the tiny pipeline: each loss moves its statistic, timing, clamps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from engine.backends import GenerationRequest, load_backend
+from engine.errors import DriftwaveError, collecting_notices
+from engine.guidance import (
+    GuidanceRequest,
+    clamp_gradient,
+    extract_palette,
+    fit_linear_decoder,
+    guided_steps,
+    linear_decode,
+    palette_distance,
+)
+from engine.presets import settings_from_data
+from engine.prompts import compile_prompts
+from engine.render import render
+from engine.schedule import Timeline
+from engine.settings import GuidanceSettings, ModelSettings
+
+STEPS = 10
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_backend(ModelSettings(backend="tiny"))
+
+
+def options(**values) -> GuidanceSettings:
+    """Exact gradients (the VAE decodes x0: the tiny random VAE is nearly flat, so a fitted linear
+    map of it says little), every step, a loose clamp."""
+    base = {
+        "decode_method": "autoencoder",
+        "grad_threshold_type": "static",
+        "clamp_grad_threshold": 50.0,
+        "grad_inject_timing": "none",
+    }
+    return GuidanceSettings(**{**base, **values})
+
+
+def generate(backend, guidance: GuidanceRequest | None = None, cfg: float = 3.0) -> torch.Tensor:
+    prompt = compile_prompts({"0": "a red fox"}, Timeline(1)).at(0)
+    request = GenerationRequest(
+        prompt=prompt, seed=7, width=64, height=64, steps=STEPS, cfg=cfg, sampler="euler", guidance=guidance
+    )
+    return backend.generate(request)
+
+
+@pytest.mark.parametrize("wrt", ["x0_pred", "x"])
+def test_mean_guidance_pulls_towards_grey(tiny, wrt):
+    plain = generate(tiny)
+    guided = generate(tiny, GuidanceRequest(options(gradient_wrt=wrt), {"mean_scale": 4000.0}))
+    assert (guided - 0.5).abs().mean() < 0.85 * (plain - 0.5).abs().mean()
+
+
+@pytest.mark.parametrize("target", [-0.6, 0.6])
+def test_exposure_guidance_moves_the_mean_towards_the_target(tiny, target):
+    plain = generate(tiny)
+    guided = generate(tiny, GuidanceRequest(options(exposure_target=target), {"exposure_scale": 40000.0}))
+    goal = (target + 1) / 2
+    assert abs(guided.mean() - goal) < abs(plain.mean() - goal) - 0.005
+
+
+def test_var_guidance_lowers_the_variance(tiny):
+    plain = generate(tiny)
+    guided = generate(tiny, GuidanceRequest(options(), {"var_scale": 40000.0}))
+    assert guided.var() < 0.8 * plain.var()
+
+
+def test_colormatch_guidance_brings_the_palette_closer(tiny):
+    source = torch.zeros(1, 3, 32, 32)
+    source[:, 0, :16], source[:, 2, 16:] = 0.9, 0.8  # a red and a blue half
+    palette = extract_palette(source, 2)
+    plain = generate(tiny)
+    guided = generate(tiny, GuidanceRequest(options(), {"colormatch_scale": 4000.0}, palette=palette))
+    assert palette_distance(guided, palette) < palette_distance(plain, palette) - 0.02  # the tiny VAE moves little
+
+
+def test_init_mse_guidance_pulls_towards_the_image(tiny):
+    target = torch.linspace(0, 1, 64).view(1, 1, 1, 64).expand(1, 3, 64, 64).contiguous()
+    plain = generate(tiny)
+    guided = generate(tiny, GuidanceRequest(options(), {"init_mse_scale": 40000.0}, init_image=target))
+    assert ((guided - target) ** 2).mean() < 0.8 * ((plain - target) ** 2).mean()
+
+
+def test_the_linear_decoder_is_fitted_to_the_models_decoder():
+    truth = torch.tensor([[0.3, 0.2, 0.2], [0.1, 0.3, 0.1], [-0.1, 0.2, 0.3], [-0.2, -0.3, -0.4], [0.5, 0.4, 0.45]])
+
+    def decoder(latents):  # a linear "VAE" with an 8x upsampling, as the real ones have
+        rgb = linear_decode(latents, truth)
+        return torch.nn.functional.interpolate(rgb, scale_factor=8, mode="nearest")
+
+    fitted = fit_linear_decoder(decoder, 4, "cpu", torch.float32)
+    assert torch.allclose(fitted, truth, atol=1e-4)
+
+
+def test_guidance_with_the_linear_decoder_runs_and_changes_the_image(tiny):
+    plain = generate(tiny)
+    guided = generate(tiny, GuidanceRequest(options(decode_method="linear"), {"mean_scale": 4000.0}))
+    assert (guided - plain).abs().mean() > 0.01
+
+
+@pytest.mark.parametrize(
+    ("timing", "expected"),
+    [(3, [2, 5, 8]), ([0.25, 0.5], [2, 5]), ([1.0, 2.0, 10.0], [0, 1, 9]), ("none", list(range(STEPS)))],
+)
+def test_inject_timing_guides_exactly_the_listed_steps(tiny, timing, expected):
+    assert sorted(guided_steps(timing, STEPS)) == expected
+    generate(tiny, GuidanceRequest(options(grad_inject_timing=timing), {"mean_scale": 1.0}))
+    assert tiny.guided_steps == expected
+    generate(tiny)
+    assert tiny.guided_steps == []  # no scale on: no step is guided
+
+
+def test_thresholds_bound_the_gradient():
+    gradient = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(0)) * 5
+    static = clamp_gradient(gradient, options(grad_threshold_type="static", clamp_grad_threshold=0.3), 0, 10)
+    assert static.abs().max() <= 0.3
+    mean = clamp_gradient(gradient, options(grad_threshold_type="mean", clamp_grad_threshold=0.3), 0, 10)
+    assert mean.abs().mean() == pytest.approx(0.3, rel=1e-4)
+    dynamic = clamp_gradient(gradient, options(grad_threshold_type="dynamic", clamp_grad_threshold=0.3), 0, 10)
+    assert dynamic.abs().max() <= 0.3 + 1e-6 and (dynamic != 0).float().mean() > 0.9
+    scheduled = options(grad_threshold_type="schedule", clamp_start=0.5, clamp_stop=0.1)
+    assert clamp_gradient(gradient, scheduled, 0, 10).abs().max() == pytest.approx(0.5)
+    assert clamp_gradient(gradient, scheduled, 9, 10).abs().max() == pytest.approx(0.1)
+
+
+def render_settings(tmp_path: Path, **guidance):
+    data = {
+        "animation": {"max_frames": 2},
+        "image": {"W": 64, "H": 64},
+        "sampling": {"seed": 3, "steps": 4},
+        "batch": {"outdir": str(tmp_path / "out")},
+        "model": {"backend": "tiny"},
+        "guidance": guidance,
+    }
+    with collecting_notices():
+        return settings_from_data(data)
+
+
+def test_scales_are_schedules_in_the_render_loop(tmp_path, tiny):
+    plain = render(render_settings(tmp_path / "a"), backend=tiny)
+    guided = render(
+        render_settings(
+            tmp_path / "b", mean_scale="0:(4000)", decode_method="autoencoder", grad_threshold_type="static",
+            clamp_grad_threshold=50, grad_inject_timing="none",
+        ),
+        backend=tiny,
+    )  # fmt: skip
+    first = [cv2.imread(str(path)).astype(float) / 255 for path in (plain.frames[0], guided.frames[0])]
+    assert np.abs(first[1] - 0.5).mean() < np.abs(first[0] - 0.5).mean()
+
+
+@pytest.mark.parametrize(
+    ("guidance", "field"),
+    [
+        ({"clip_scale": "0:(1)"}, "guidance.clip_scale"),
+        ({"aesthetics_scale": "5:(2)"}, "guidance.aesthetics_scale"),
+        ({"colormatch_scale": "0:(1)"}, "guidance.colormatch_image"),
+        ({"init_mse_scale": "0:(1)", "init_mse_image": "nowhere.png"}, "guidance.init_mse_image"),
+    ],
+)
+def test_guidance_that_cannot_run_stops_before_the_first_frame(tmp_path, tiny, guidance, field):
+    with pytest.raises(DriftwaveError) as caught:
+        render(render_settings(tmp_path, **guidance), backend=tiny)
+    assert caught.value.field == field
+    assert not (tmp_path / "out").exists()
