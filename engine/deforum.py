@@ -338,7 +338,7 @@ def _with_negatives(cond: dict[str, Any], uncond: Any) -> dict[str, str]:
 def _frame_table(table: dict[str, Any], name: str) -> dict[int, str]:
     frames = {}
     for key, text in table.items():
-        if not str(key).strip().isdigit():
+        if not (str(key).strip().isascii() and str(key).strip().isdigit()):  # not "²": int() refuses it
             raise SettingsError(f"{name} key {key!r} is not a frame number", field=name, hint="keys are frames: 0, 30")
         frames[int(key)] = str(text)
     return frames
