@@ -11,15 +11,26 @@ predictions (``gradient_add_to``). ``grad_inject_timing`` picks the steps.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from engine.errors import DriftwaveError
 from engine.settings import GuidanceSettings
 
-SCALES = ("mean_scale", "var_scale", "exposure_scale", "colormatch_scale", "init_mse_scale", "blue_scale")
+SCALES = (
+    "mean_scale",
+    "var_scale",
+    "exposure_scale",
+    "colormatch_scale",
+    "init_mse_scale",
+    "blue_scale",
+    "clip_scale",
+    "aesthetics_scale",
+)
 
 
 @dataclass
@@ -30,6 +41,8 @@ class GuidanceRequest:
     scales: dict[str, float]  # "mean_scale" -> value at this frame
     init_image: torch.Tensor | None = None  # (1, 3, H, W) for init_mse
     palette: torch.Tensor | None = None  # (n, 3) for colormatch
+    text: str = ""  # the prompt CLIP guidance pulls towards
+    seed: int = 0  # the cutouts' positions
 
     @property
     def active(self) -> bool:
@@ -69,7 +82,133 @@ def losses(rgb: torch.Tensor, request: GuidanceRequest) -> torch.Tensor:
         total = total + scales["init_mse_scale"] * F.mse_loss(rgb, target)
     if scales.get("colormatch_scale") and request.palette is not None:
         total = total + scales["colormatch_scale"] * palette_distance(rgb, request.palette, options.ignore_sat_weight)
+    if scales.get("clip_scale") or scales.get("aesthetics_scale"):
+        clip = clip_model(options.clip_name, rgb.device)
+        embeddings = clip.image_embeddings(cutouts(rgb, clip.size, options.cutn, options.cut_pow, request.seed))
+        if scales.get("clip_scale"):
+            total = total + scales["clip_scale"] * spherical_distance(embeddings, clip.text_embedding(request.text))
+        if scales.get("aesthetics_scale"):
+            score = aesthetics_head(options.aesthetics_model, rgb.device)(embeddings).mean()
+            total = total + scales["aesthetics_scale"] * (10.0 - score)
     return total
+
+
+class Clip:
+    """A CLIP model for guidance: differentiable image embeddings, cached text embeddings."""
+
+    def __init__(self, name: str, device: str) -> None:
+        from transformers import CLIPModel, CLIPTokenizer
+
+        self.model = CLIPModel.from_pretrained(name).to(device).eval().requires_grad_(False)
+        self.tokenizer = CLIPTokenizer.from_pretrained(name)
+        self.size = self.model.config.vision_config.image_size
+        mean, std = _clip_normalisation(name)
+        self.mean = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, device=device).view(1, 3, 1, 1)
+        self.device = device
+        self._texts: dict[str, torch.Tensor] = {}
+
+    def image_embeddings(self, images: torch.Tensor) -> torch.Tensor:
+        pixels = (images - self.mean) / self.std
+        return F.normalize(_features(self.model.get_image_features(pixel_values=pixels)), dim=-1)
+
+    def text_embedding(self, text: str) -> torch.Tensor:
+        if text not in self._texts:
+            tokens = self.tokenizer([text], padding="max_length", truncation=True, return_tensors="pt")
+            with torch.no_grad():
+                features = _features(self.model.get_text_features(input_ids=tokens.input_ids.to(self.device)))
+            self._texts[text] = F.normalize(features, dim=-1)
+        return self._texts[text]
+
+
+def _features(output) -> torch.Tensor:
+    """transformers 5 returns an output object where 4 returned the tensor."""
+    return output if isinstance(output, torch.Tensor) else output.pooler_output
+
+
+def _clip_normalisation(name: str) -> tuple[list[float], list[float]]:
+    """The checkpoint's image mean and std (OpenAI's when it does not say)."""
+    import json
+    from pathlib import Path
+
+    config = Path(name) / "preprocessor_config.json"
+    if config.is_file():
+        data = json.loads(config.read_text())
+        if "image_mean" in data and "image_std" in data:
+            return data["image_mean"], data["image_std"]
+    return [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
+
+
+def canonical_device(device) -> str:
+    """ "cuda" and "cuda:0" are one device: one cache entry."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return str(device)
+
+
+def clip_model(name: str, device) -> Clip:
+    """The CLIP checkpoint ``name`` (hub id or folder) on ``device``, loaded once."""
+    return _clip_model(name, canonical_device(device))
+
+
+@functools.lru_cache(maxsize=2)
+def _clip_model(name: str, device: str) -> Clip:
+    try:
+        return Clip(name, device)
+    except (OSError, ValueError, KeyError, RuntimeError, TypeError) as error:
+        raise DriftwaveError(
+            f"cannot load the CLIP model {name}: {str(error).splitlines()[0]}",
+            field="guidance.clip_name",
+            hint="name a CLIP checkpoint transformers can load (hub id or folder), set clip_scale and "
+            "aesthetics_scale to 0, or turn on skip_unloadable_guidance",
+        ) from None
+
+
+def aesthetics_head(path: str, device) -> torch.nn.Linear:
+    """A linear aesthetics predictor on normalised CLIP image embeddings (weight, bias)."""
+    return _aesthetics_head(path, canonical_device(device))
+
+
+@functools.lru_cache(maxsize=2)
+def _aesthetics_head(path: str, device: str) -> torch.nn.Linear:
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+        weight = state["weight"] if "weight" in state else next(v for k, v in state.items() if k.endswith("weight"))
+        bias = state["bias"] if "bias" in state else next(v for k, v in state.items() if k.endswith("bias"))
+    except (OSError, RuntimeError, KeyError, StopIteration, TypeError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise DriftwaveError(
+            f"cannot load the aesthetics head {path or '(none given)'}: {reason}",
+            field="guidance.aesthetics_model",
+            hint="give a .pth holding a linear layer's weight and bias over CLIP image embeddings, set "
+            "aesthetics_scale to 0, or turn on skip_unloadable_guidance",
+        ) from None
+    head = torch.nn.Linear(weight.shape[1], weight.shape[0]).to(device)
+    with torch.no_grad():
+        head.weight.copy_(weight.reshape(head.weight.shape))
+        head.bias.copy_(bias.reshape(head.bias.shape))
+    return head.requires_grad_(False)
+
+
+def cutouts(rgb: torch.Tensor, size: int, count: int, power: float, seed: int) -> torch.Tensor:
+    """``count`` random square crops of ``rgb`` resized to ``size`` (the first the whole image):
+    their sides are min + (max - min) * u ** power, so a small power gives large crops."""
+    height, width = rgb.shape[-2:]
+    largest, smallest = min(height, width), min(height, width, size) // 2
+    generator = torch.Generator().manual_seed(seed)
+    crops = [F.adaptive_avg_pool2d(rgb, size)]
+    for _ in range(count - 1):
+        side = int(torch.rand((), generator=generator) ** power * (largest - smallest) + smallest)
+        top = int(torch.randint(0, height - side + 1, (), generator=generator))
+        left = int(torch.randint(0, width - side + 1, (), generator=generator))
+        crops.append(F.adaptive_avg_pool2d(rgb[..., top : top + side, left : left + side], size))
+    return torch.cat(crops)
+
+
+def spherical_distance(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """Mean squared great-circle distance between unit vectors (Disco Diffusion's CLIP loss)."""
+    return (first - second).norm(dim=-1).div(2).arcsin().pow(2).mul(2).mean()
 
 
 def palette_distance(rgb: torch.Tensor, palette: torch.Tensor, ignore_saturation: float = 0.0) -> torch.Tensor:

@@ -34,7 +34,6 @@ from engine.video import write_gif, write_video
 from engine.video_input import VideoFrames, open_video_input, probe
 
 Event = dict[str, Any]
-GUIDANCE_SCALES = (*SCALES, "clip_scale", "aesthetics_scale")
 SUPPORTED_MODES = ("None", "2D", "3D", "Video Input", "Interpolation")
 
 
@@ -80,8 +79,10 @@ def render(
     preflight(settings)
     plan = compile_run(settings)
     check_camera(settings, plan)
-    check_guidance(settings, plan)
     backend = backend or load_backend(settings.model)
+    guided = check_guidance(settings, plan, backend.device)
+    if guided is not settings:
+        settings, plan = guided, compile_run(guided)
     depth = _depth_model(settings, backend.device)
     if run is None:
         run = RunFolder.create(
@@ -196,17 +197,14 @@ def check_camera(settings: Settings, plan: Plan) -> None:
         )
 
 
-def check_guidance(settings: Settings, plan: Plan) -> None:
-    """Guidance scales that are on somewhere need what they compare with; CLIP and aesthetics
-    guidance are not in this version."""
-    on = {name for name in GUIDANCE_SCALES if (plan.values[f"guidance.{name}"] != 0).any()}
+def check_guidance(settings: Settings, plan: Plan, device) -> Settings:
+    """Guidance scales that are on somewhere: the images they compare with and the models they
+    need, loaded before the first frame. A model that cannot be loaded stops the run, or drops
+    its term with a notice when skip_unloadable_guidance is on (the returned settings)."""
+    from engine.guidance import aesthetics_head, clip_model
+
+    on = {name for name in SCALES if (plan.values[f"guidance.{name}"] != 0).any()}
     options = settings.guidance
-    for name in on & {"clip_scale", "aesthetics_scale"}:
-        raise DriftwaveError(
-            f"{name} (CLIP-model guidance) is not available in this version",
-            field=f"guidance.{name}",
-            hint="set it to 0; mean, var, exposure, colormatch, init_mse and blue guidance work",
-        )
     for scale, image in (("colormatch_scale", "colormatch_image"), ("init_mse_scale", "init_mse_image")):
         if scale in on and not getattr(options, image):
             raise DriftwaveError(
@@ -214,6 +212,29 @@ def check_guidance(settings: Settings, plan: Plan) -> None:
             )
         if scale in on:
             load_image(getattr(options, image), field=f"guidance.{image}")
+    if "clip_scale" in on and options.gradient_wrt == "x0_pred" and options.decode_method == "linear":
+        notify(
+            "clip_scale with gradient_wrt=x0_pred and decode_method=linear shows CLIP a blurred preview of the "
+            "denoised image: set decode_method=autoencoder (or gradient_wrt=x) for guidance CLIP can see"
+        )
+    dropped = {}
+    for scale, load in (
+        ("clip_scale", lambda: clip_model(options.clip_name, device)),
+        (
+            "aesthetics_scale",
+            lambda: (clip_model(options.clip_name, device), aesthetics_head(options.aesthetics_model, device)),
+        ),
+    ):
+        if scale not in on:
+            continue
+        try:
+            load()
+        except DriftwaveError as error:
+            if not options.skip_unloadable_guidance:
+                raise
+            notify(f"{error.message}: rendering without {scale}")
+            dropped[scale] = "0"
+    return settings.model_copy(update={"guidance": options.model_copy(update=dropped)}) if dropped else settings
 
 
 def _depth_model(settings: Settings, device):
@@ -548,7 +569,8 @@ class Loop:
                 palette = extract_palette(from_array(source), options.colormatch_n_colors)
             self._guidance_images = (init, palette)
         init, palette = self._guidance_images
-        return GuidanceRequest(options, scales, init_image=init, palette=palette)
+        text = self._prompt_text(frame)
+        return GuidanceRequest(options, scales, init_image=init, palette=palette, text=text, seed=frame)
 
     def _move(self, image: torch.Tensor, frame: int) -> torch.Tensor:
         """The previous image carried into ``frame``: the hybrid video's motion and composites

@@ -364,6 +364,9 @@ class GuidanceSettings(Group):
         "or 'none' (all)",
     )
     cond_uncond_sync: bool = Field(True, description="run cond and uncond together (faster, more memory)")
+    skip_unloadable_guidance: bool = Field(
+        False, description="when the CLIP model or aesthetics head cannot be loaded, render without that term"
+    )
 
 
 class VideoOutputSettings(Group):

@@ -159,16 +159,83 @@ def test_scales_are_schedules_in_the_render_loop(tmp_path, tiny):
     assert np.abs(first[1] - 0.5).mean() < np.abs(first[0] - 0.5).mean()
 
 
+@pytest.fixture(scope="module")
+def tiny_clip(tmp_path_factory) -> str:
+    """A CLIP with random weights (vision and text towers of width 32) saved as a hub folder."""
+    import json
+
+    from transformers import CLIPConfig, CLIPModel
+
+    from engine.backends.tiny import tiny_tokenizer
+
+    folder = tmp_path_factory.mktemp("clip")
+    text = dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2, vocab_size=1000,
+                max_position_embeddings=77, bos_token_id=512, eos_token_id=513, pad_token_id=513)  # fmt: skip
+    vision = dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2, image_size=32,
+                  patch_size=8)  # fmt: skip
+    torch.manual_seed(0)
+    CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).save_pretrained(folder)
+    tiny_tokenizer().save_pretrained(folder)
+    mean, std = [0.48145466, 0.4578275, 0.40821073], [0.26862954, 0.26130258, 0.27577711]
+    (folder / "preprocessor_config.json").write_text(json.dumps({"image_mean": mean, "image_std": std}))
+    return str(folder)
+
+
+def clip_similarity(folder: str, image: torch.Tensor, text: str) -> float:
+    from engine.guidance import clip_model
+
+    clip = clip_model(folder, "cpu")
+    with torch.no_grad():
+        embedding = clip.image_embeddings(torch.nn.functional.adaptive_avg_pool2d(image, clip.size))
+    return float((embedding * clip.text_embedding(text)).sum())
+
+
+def test_clip_guidance_pulls_the_image_towards_the_prompt(tiny, tiny_clip):
+    plain = generate(tiny)
+    request = GuidanceRequest(options(clip_name=tiny_clip, cutn=2), {"clip_scale": 400.0}, text="a red fox", seed=1)
+    guided = generate(tiny, request)
+    assert clip_similarity(tiny_clip, guided, "a red fox") > clip_similarity(tiny_clip, plain, "a red fox") + 0.01
+
+
+def test_aesthetics_guidance_raises_the_predicted_score(tiny, tiny_clip, tmp_path):
+    from engine.guidance import aesthetics_head, clip_model
+
+    torch.manual_seed(3)
+    head = torch.nn.Linear(16, 1)
+    torch.save(head.state_dict(), tmp_path / "head.pth")
+    settings = options(clip_name=tiny_clip, aesthetics_model=str(tmp_path / "head.pth"))
+    plain = generate(tiny)
+    guided = generate(tiny, GuidanceRequest(settings, {"aesthetics_scale": 400.0}))
+    clip, predictor = clip_model(tiny_clip, "cpu"), aesthetics_head(str(tmp_path / "head.pth"), "cpu")
+
+    def score(image):
+        with torch.no_grad():
+            return float(predictor(clip.image_embeddings(torch.nn.functional.adaptive_avg_pool2d(image, 32))))
+
+    assert score(guided) > score(plain)
+
+
+def test_an_unloadable_clip_model_can_be_skipped_with_a_notice(tmp_path, tiny):
+    settings = render_settings(
+        tmp_path, clip_scale="0:(1)", clip_name=str(tmp_path / "no-clip"), skip_unloadable_guidance=True
+    )
+    with collecting_notices() as notices:
+        result = render(settings, backend=tiny)
+    assert len(result.frames) == 2
+    assert any("rendering without clip_scale" in str(notice) for notice in notices)
+
+
 @pytest.mark.parametrize(
     ("guidance", "field"),
     [
-        ({"clip_scale": "0:(1)"}, "guidance.clip_scale"),
-        ({"aesthetics_scale": "5:(2)"}, "guidance.aesthetics_scale"),
+        ({"clip_scale": "0:(1)", "clip_name": "no-such/clip-model"}, "guidance.clip_name"),
+        ({"aesthetics_scale": "5:(2)", "clip_name": "TINY"}, "guidance.aesthetics_model"),
         ({"colormatch_scale": "0:(1)"}, "guidance.colormatch_image"),
         ({"init_mse_scale": "0:(1)", "init_mse_image": "nowhere.png"}, "guidance.init_mse_image"),
     ],
 )
-def test_guidance_that_cannot_run_stops_before_the_first_frame(tmp_path, tiny, guidance, field):
+def test_guidance_that_cannot_run_stops_before_the_first_frame(tmp_path, tiny, tiny_clip, guidance, field):
+    guidance = {key: tiny_clip if value == "TINY" else value for key, value in guidance.items()}
     with pytest.raises(DriftwaveError) as caught:
         render(render_settings(tmp_path, **guidance), backend=tiny)
     assert caught.value.field == field
