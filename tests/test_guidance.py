@@ -240,3 +240,9 @@ def test_guidance_that_cannot_run_stops_before_the_first_frame(tmp_path, tiny, t
         render(render_settings(tmp_path, **guidance), backend=tiny)
     assert caught.value.field == field
     assert not (tmp_path / "out").exists()
+
+
+def test_cond_and_uncond_apart_give_the_same_image(tiny):
+    together = generate(tiny, GuidanceRequest(options(), {"mean_scale": 1.0}))
+    apart = generate(tiny, GuidanceRequest(options(cond_uncond_sync=False), {"mean_scale": 1.0}))
+    assert torch.allclose(together, apart, atol=1e-4)

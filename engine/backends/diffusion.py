@@ -116,16 +116,25 @@ class DiffusionBackend:
         guided = guided_steps(guide.settings.grad_inject_timing, len(timesteps)) if guide else set()
         self.guided_steps = sorted(guided)
 
-        def predict(latents: torch.Tensor, timestep) -> torch.Tensor:
-            model_input = torch.cat([latents] * 2) if classifier_free else latents
-            model_input = scheduler.scale_model_input(model_input, timestep)
-            noise_prediction = self.unet(
+        together = request.guidance is None or request.guidance.settings.cond_uncond_sync
+
+        def unet(model_input: torch.Tensor, timestep, conditioning: torch.Tensor) -> torch.Tensor:
+            return self.unet(
                 model_input,
                 timestep,
-                encoder_hidden_states=embeddings,
+                encoder_hidden_states=conditioning,
                 timestep_cond=guidance_embedding,
                 return_dict=False,
             )[0]
+
+        def predict(latents: torch.Tensor, timestep) -> torch.Tensor:
+            model_input = scheduler.scale_model_input(latents, timestep)
+            if classifier_free and together:  # one batch of two: faster, more memory
+                noise_prediction = unet(torch.cat([model_input] * 2), timestep, embeddings)
+            elif classifier_free:  # cond_uncond_sync off: two passes, half the memory
+                noise_prediction = torch.cat([unet(model_input, timestep, side) for side in embeddings.chunk(2)])
+            else:
+                noise_prediction = unet(model_input, timestep, embeddings)
             if classifier_free:
                 unconditional, conditional = noise_prediction.chunk(2)
                 noise_prediction = unconditional + request.cfg * (conditional - unconditional)
