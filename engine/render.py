@@ -205,7 +205,10 @@ def check_guidance(settings: Settings, plan: Plan, device) -> Settings:
 
     on = {name for name in SCALES if (plan.values[f"guidance.{name}"] != 0).any()}
     options = settings.guidance
+    video_is_mse_image = hybrid_in_use(settings) and settings.hybrid.hybrid_use_video_as_mse_image
     for scale, image in (("colormatch_scale", "colormatch_image"), ("init_mse_scale", "init_mse_image")):
+        if scale == "init_mse_scale" and video_is_mse_image:
+            continue
         if scale in on and not getattr(options, image):
             raise DriftwaveError(
                 f"{scale} is on but {image} is empty", field=f"guidance.{image}", hint="give the path of an image"
@@ -569,6 +572,8 @@ class Loop:
                 palette = extract_palette(from_array(source), options.colormatch_n_colors)
             self._guidance_images = (init, palette)
         init, palette = self._guidance_images
+        if self.hybrid is not None and self.settings.hybrid.hybrid_use_video_as_mse_image:
+            init = self.hybrid.source(frame)  # the video frame, as Deforum's hybrid option does
         text = self._prompt_text(frame)
         return GuidanceRequest(options, scales, init_image=init, palette=palette, text=text, seed=frame)
 

@@ -216,3 +216,32 @@ def test_hybrid_resume_reproduces_the_run(tmp_path, preview, pan_video):
 
     whole, resumed = whole_and_resumed(settings, preview, stop_after=3)
     assert same_frames(whole, resumed)
+
+
+def test_the_video_can_be_the_init_mse_image(tmp_path, pan_video):
+    tiny = load_backend(ModelSettings(backend="tiny"))
+    settings = settings_for(tmp_path, pan_video, hybrid_composite="None", hybrid_motion="Affine")
+    settings = settings.model_copy(
+        update={
+            "model": settings.model.model_copy(update={"backend": "tiny"}),
+            "animation": settings.animation.model_copy(update={"max_frames": 3}),
+            "hybrid": settings.hybrid.model_copy(update={"hybrid_use_video_as_mse_image": True}),
+            "guidance": settings.guidance.model_copy(
+                update={
+                    "init_mse_scale": "0:(40000)",
+                    "decode_method": "autoencoder",
+                    "grad_threshold_type": "static",
+                    "clamp_grad_threshold": 50.0,
+                    "grad_inject_timing": "none",
+                }
+            ),
+        }
+    )
+    guided = render(settings, backend=tiny)
+    plain = render(
+        settings.model_copy(update={"guidance": settings.guidance.model_copy(update={"init_mse_scale": "0"})}),
+        backend=tiny,
+    )
+    video = panned(8)
+    errors = [np.mean((read(result.frames[1]).astype(float) - video[1]) ** 2) for result in (guided, plain)]
+    assert errors[0] < errors[1]
