@@ -447,6 +447,8 @@ class ModelSettings(Group):
     attention_slicing: bool = Field(False, description="compute attention in slices: less GPU memory, slower")
     vae_tiling: bool = Field(False, description="decode in tiles: large images on small GPUs")
     cpu_offload: bool = Field(False, description="keep idle model parts in CPU memory (CUDA only)")
+    lora: str = path("", "a LoRA fused into the UNet (hub id, folder or .safetensors), e.g. an LCM-LoRA for 4 steps")
+    lora_scale: float = Field(1.0, ge=0, le=4, description="how much of the LoRA is fused in")
     tiny_vae: str = path(
         "", "a tiny autoencoder (AutoencoderTiny, e.g. madebyollin/taesd) for fast encode/decode in live mode"
     )

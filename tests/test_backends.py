@@ -185,3 +185,24 @@ def test_a_tiny_autoencoder_replaces_the_vae(tmp_path, tiny):
     with pytest.raises(ModelLoadError, match="tiny autoencoder") as caught:
         DiffusionBackend.load(str(tiny_model_dir()), ModelSettings(tiny_vae=str(tmp_path / "none")), device="cpu")
     assert caught.value.field == "model.tiny_vae"
+
+
+def test_a_lora_is_fused_into_the_unet(tmp_path, tiny):
+    from diffusers import StableDiffusionPipeline
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    pipeline = StableDiffusionPipeline.from_pretrained(str(tiny_model_dir()), safety_checker=None)
+    config = LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"], init_lora_weights=False)
+    pipeline.unet.add_adapter(config)
+    StableDiffusionPipeline.save_lora_weights(
+        tmp_path / "lora", unet_lora_layers=get_peft_model_state_dict(pipeline.unet)
+    )
+    fused = DiffusionBackend.load(
+        str(tiny_model_dir()), ModelSettings(lora=str(tmp_path / "lora"), lora_scale=1.0), device="cpu"
+    )
+    assert not torch.equal(fused.generate(request()), tiny.generate(request()))
+    assert not any("lora" in name for name, _ in fused.unet.named_modules())  # folded in: no per-step cost
+    with pytest.raises(ModelLoadError) as caught:
+        DiffusionBackend.load(str(tiny_model_dir()), ModelSettings(lora=str(tmp_path / "none")), device="cpu")
+    assert caught.value.field == "model.lora"
