@@ -12,9 +12,10 @@ from single_file import write_single_file
 from engine.backends import GenerationRequest, ModelLoadError, load_backend
 from engine.backends.diffusion import DiffusionBackend
 from engine.backends.tiny import save_tiny_pipeline, tiny_model_dir
+from engine.guidance import GuidanceRequest
 from engine.prompts import PromptOptions, compile_prompts
 from engine.schedule import Timeline
-from engine.settings import ModelSettings
+from engine.settings import GuidanceSettings, ModelSettings
 
 
 @pytest.fixture(scope="module")
@@ -206,3 +207,53 @@ def test_a_lora_is_fused_into_the_unet(tmp_path, tiny):
     with pytest.raises(ModelLoadError) as caught:
         DiffusionBackend.load(str(tiny_model_dir()), ModelSettings(lora=str(tmp_path / "none")), device="cpu")
     assert caught.value.field == "model.lora"
+
+
+def tiny_sdxl(folder: Path) -> Path:
+    """An SDXL pipeline with tiny random weights: two text encoders, the text-time UNet inputs."""
+    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    from engine.backends.tiny import tiny_components, tiny_tokenizer
+
+    torch.manual_seed(0)
+    text = dict(hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2, vocab_size=1000,
+                max_position_embeddings=77, bos_token_id=512, eos_token_id=513, pad_token_id=513)  # fmt: skip
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64), layers_per_block=1, sample_size=8, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=64, attention_head_dim=(2, 4), use_linear_projection=True, norm_num_groups=32,
+        addition_embed_type="text_time", addition_time_embed_dim=8, projection_class_embeddings_input_dim=32 + 6 * 8,
+    )  # fmt: skip
+    pipeline = StableDiffusionXLPipeline(
+        vae=tiny_components()["vae"],
+        text_encoder=CLIPTextModel(CLIPTextConfig(**text)),
+        text_encoder_2=CLIPTextModelWithProjection(CLIPTextConfig(**text, projection_dim=32)),
+        tokenizer=tiny_tokenizer(),
+        tokenizer_2=tiny_tokenizer(),
+        unet=unet,
+        scheduler=EulerDiscreteScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012),
+    )
+    pipeline.save_pretrained(folder)
+    return folder
+
+
+def test_sdxl_checkpoints_render_txt2img_and_img2img(tmp_path):
+    backend = DiffusionBackend.load(str(tiny_sdxl(tmp_path / "sdxl")), ModelSettings(), device="cpu", label="sdxl")
+    assert backend.sdxl
+    image = backend.generate(request())
+    assert image.shape == (1, 3, 64, 64) and torch.equal(image, backend.generate(request()))
+    assert not torch.equal(image, backend.generate(request(prompt=prompt("a blue whale"))))
+    moved = backend.generate(request(init=image, strength=0.6))
+    assert moved.shape == image.shape and not torch.equal(moved, image)
+    apart = backend.generate(
+        request(
+            guidance=GuidanceRequest(
+                GuidanceSettings(cond_uncond_sync=False, grad_inject_timing="none"), {"mean_scale": 1.0}
+            )
+        )
+    )
+    together = backend.generate(
+        request(guidance=GuidanceRequest(GuidanceSettings(grad_inject_timing="none"), {"mean_scale": 1.0}))
+    )
+    assert torch.allclose(apart, together, atol=1e-4)

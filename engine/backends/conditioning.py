@@ -24,12 +24,18 @@ class Encoded:
 
 
 class TextConditioner:
-    def __init__(self, tokenizer, text_encoder, device: torch.device, dtype: torch.dtype) -> None:
+    """``penultimate``: SDXL's reading, the second-to-last hidden states without the final norm."""
+
+    def __init__(
+        self, tokenizer, text_encoder, device: torch.device, dtype: torch.dtype, *, penultimate: bool = False
+    ) -> None:
         self.tokenizer = tokenizer
         self.text_encoder = text_encoder
         self.device = device
         self.dtype = dtype
+        self.penultimate = penultimate
         self._cache: dict[tuple, Encoded] = {}
+        self._pooled: dict[str, torch.Tensor] = {}
 
     def frame_embeddings(self, frame: FramePrompt, clip_skip: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
         """(positive, negative) prompt embeddings of one frame, padded to the same length."""
@@ -107,8 +113,30 @@ class TextConditioner:
         return windows, owners
 
     @torch.no_grad()
+    def pooled(self, text: str) -> torch.Tensor:
+        """The projected embedding of ``text``'s first window (SDXL's second encoder)."""
+        if text not in self._pooled:
+            ids, _ = self._tokenize(((text, 1.0, False),))
+            output = self.text_encoder(torch.tensor([ids[0]], device=self.device))
+            self._pooled[text] = output.text_embeds.to(self.dtype)
+        return self._pooled[text]
+
+    def frame_pooled(self, frame: FramePrompt) -> tuple[torch.Tensor, torch.Tensor]:
+        """(positive, negative) pooled embeddings: the sub-prompts' averaged by weight."""
+
+        def side(entries: list[tuple[SubPrompt, float]]) -> torch.Tensor:
+            total = sum(weight for _, weight in entries)
+            if not entries or total <= 0:
+                return self.pooled("")
+            return sum(self.pooled(sub.plain) * (weight / total) for sub, weight in entries)
+
+        return side(frame.positive), side(frame.negative)
+
+    @torch.no_grad()
     def _encode_window(self, ids: list[int], clip_skip: int) -> torch.Tensor:
         tokens = torch.tensor([ids], device=self.device)
+        if self.penultimate:
+            return self.text_encoder(tokens, output_hidden_states=True).hidden_states[-1 - clip_skip].to(self.dtype)
         if clip_skip <= 1:
             hidden = self.text_encoder(tokens)[0]
         else:
@@ -117,3 +145,39 @@ class TextConditioner:
             model = getattr(self.text_encoder, "text_model", self.text_encoder)  # transformers 4 nests it
             hidden = model.final_layer_norm(layer)
         return hidden.to(self.dtype)
+
+
+class SDXLConditioner:
+    """SDXL's two text encoders: their penultimate hidden states side by side, and the second
+    encoder's pooled embedding (with the size conditioning, the UNet's added inputs)."""
+
+    def __init__(self, pipeline, device: torch.device, dtype: torch.dtype) -> None:
+        self.first = TextConditioner(pipeline.tokenizer, pipeline.text_encoder, device, dtype, penultimate=True)
+        self.second = TextConditioner(pipeline.tokenizer_2, pipeline.text_encoder_2, device, dtype, penultimate=True)
+
+    def frame_embeddings(self, frame: FramePrompt, clip_skip: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        sides = []
+        for first, second in zip(
+            self.first.frame_embeddings(frame, clip_skip), self.second.frame_embeddings(frame, clip_skip), strict=True
+        ):
+            length = max(first.shape[1], second.shape[1])
+            sides.append(
+                torch.cat([self.first._pad(first, length, clip_skip), self.second._pad(second, length, clip_skip)], -1)
+            )
+        length = max(side.shape[1] for side in sides)
+        return tuple(self._pad(side, length, clip_skip) for side in sides)
+
+    def frame_pooled(self, frame: FramePrompt) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.second.frame_pooled(frame)
+
+    def cached_texts(self) -> int:
+        return self.first.cached_texts()
+
+    def _pad(self, embedding: torch.Tensor, length: int, clip_skip: int) -> torch.Tensor:
+        if embedding.shape[1] == length:
+            return embedding
+        empty = torch.cat(
+            [self.first._encode_runs((("", 1.0, False),), clip_skip).hidden,
+             self.second._encode_runs((("", 1.0, False),), clip_skip).hidden], -1
+        )  # fmt: skip
+        return torch.cat([embedding, *([empty] * ((length - embedding.shape[1]) // empty.shape[1]))], dim=1)

@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 import torch
 
 from engine.backends.base import GenerationRequest, ModelLoadError
-from engine.backends.conditioning import TextConditioner
+from engine.backends.conditioning import SDXLConditioner, TextConditioner
 from engine.backends.schedulers import make_scheduler
 from engine.guidance import clamp_gradient, fit_linear_decoder, guided_steps, linear_decode, losses
 
@@ -46,7 +46,11 @@ class DiffusionBackend:
         self.unet = pipeline.unet
         self.vae = pipeline.vae
         self.scheduler_config = dict(pipeline.scheduler.config)
-        self.conditioner = TextConditioner(pipeline.tokenizer, pipeline.text_encoder, device, dtype)
+        self.sdxl = getattr(pipeline, "text_encoder_2", None) is not None
+        if self.sdxl:
+            self.conditioner = SDXLConditioner(pipeline, device, dtype)
+        else:
+            self.conditioner = TextConditioner(pipeline.tokenizer, pipeline.text_encoder, device, dtype)
         self.latent_channels = self.unet.config.in_channels
         blocks = getattr(self.vae.config, "block_out_channels", None) or self.vae.config.encoder_block_out_channels
         self.vae_scale = 2 ** (len(blocks) - 1)
@@ -61,12 +65,6 @@ class DiffusionBackend:
         dtype = pick_dtype(model_settings.dtype, target)
         _quiet_progress_bars()
         pipeline = load_pipeline(model, dtype=dtype, config=model_settings.single_file_config)
-        if "xl" in type(pipeline).__name__.lower():
-            raise ModelLoadError(
-                f"{model} is an SDXL checkpoint; this version renders Stable Diffusion 1.x/2.x checkpoints",
-                field="model.model",
-                hint="choose an SD 1.5/2.1 or sd-turbo checkpoint",
-            )
         if model_settings.lora:
             fuse_lora(pipeline, model_settings.lora, model_settings.lora_scale)
         pipeline.to(target)
@@ -119,24 +117,33 @@ class DiffusionBackend:
         self.guided_steps = sorted(guided)
 
         together = request.guidance is None or request.guidance.settings.cond_uncond_sync
+        added = self._size_conditioning(request, classifier_free)
 
-        def unet(model_input: torch.Tensor, timestep, conditioning: torch.Tensor) -> torch.Tensor:
+        def unet(model_input: torch.Tensor, timestep, conditioning: torch.Tensor, rows: slice) -> torch.Tensor:
+            inputs = {}
+            if added is not None:  # SDXL: the pooled prompt and the sizes, for the same rows
+                pooled, sizes = added
+                inputs["added_cond_kwargs"] = {"text_embeds": pooled[rows], "time_ids": sizes[rows]}
             return self.unet(
                 model_input,
                 timestep,
                 encoder_hidden_states=conditioning,
                 timestep_cond=guidance_embedding,
                 return_dict=False,
+                **inputs,
             )[0]
 
         def predict(latents: torch.Tensor, timestep) -> torch.Tensor:
             model_input = scheduler.scale_model_input(latents, timestep)
             if classifier_free and together:  # one batch of two: faster, more memory
-                noise_prediction = unet(torch.cat([model_input] * 2), timestep, embeddings)
+                noise_prediction = unet(torch.cat([model_input] * 2), timestep, embeddings, slice(None))
             elif classifier_free:  # cond_uncond_sync off: two passes, half the memory
-                noise_prediction = torch.cat([unet(model_input, timestep, side) for side in embeddings.chunk(2)])
+                sides = embeddings.chunk(2)
+                noise_prediction = torch.cat(
+                    [unet(model_input, timestep, side, slice(row, row + 1)) for row, side in enumerate(sides)]
+                )
             else:
-                noise_prediction = unet(model_input, timestep, embeddings)
+                noise_prediction = unet(model_input, timestep, embeddings, slice(None))
             if classifier_free:
                 unconditional, conditional = noise_prediction.chunk(2)
                 noise_prediction = unconditional + request.cfg * (conditional - unconditional)
@@ -156,6 +163,15 @@ class DiffusionBackend:
         return self._decode(latents)
 
     # -- steps of the loop --------------------------------------------------------------------------
+
+    def _size_conditioning(self, request, classifier_free: bool) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """SDXL's added inputs: the pooled prompt and (original size, crop, target size)."""
+        if not self.sdxl:
+            return None
+        positive, negative = self.conditioner.frame_pooled(request.prompt)
+        sizes = torch.tensor([[request.height, request.width, 0, 0, request.height, request.width]], device=self.device)
+        pooled = torch.cat([negative, positive]) if classifier_free else positive
+        return pooled, sizes.to(self.dtype).repeat(len(pooled), 1)
 
     def _guided(self, predict, latents, timestep, noise, scheduler, request, step: int, steps: int) -> torch.Tensor:
         """The noise prediction moved by the guidance losses' gradient (see engine.guidance)."""
