@@ -171,9 +171,13 @@ def match_colors(image: torch.Tensor, reference: torch.Tensor, space: str) -> to
 # -- per-frame adjustments -----------------------------------------------------------------------
 
 
+def luma(image: torch.Tensor) -> torch.Tensor:
+    """(1, 3, H, W) -> (1, 1, H, W), ITU-R 601-2 (as OpenCV's and PIL's grayscale)."""
+    return (0.299 * image[:, 0] + 0.587 * image[:, 1] + 0.114 * image[:, 2]).unsqueeze(1)
+
+
 def grayscale(image: torch.Tensor) -> torch.Tensor:
-    luma = (0.299 * image[:, 0] + 0.587 * image[:, 1] + 0.114 * image[:, 2]).unsqueeze(1)
-    return luma.expand_as(image).clone()
+    return luma(image).expand_as(image).clone()
 
 
 def apply_contrast(image: torch.Tensor, contrast: float) -> torch.Tensor:

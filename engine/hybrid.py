@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 import torch
 
+from engine.coherence import luma
 from engine.depth import DepthEstimator, depth_map
 from engine.errors import DriftwaveError
 from engine.images import to_array, write_image
@@ -114,12 +115,6 @@ def flow_grid(flow: torch.Tensor) -> torch.Tensor:
 
 
 # -- composite masks ---------------------------------------------------------------------------------
-
-
-def luma(image: torch.Tensor) -> torch.Tensor:
-    """(1, 3, H, W) -> (1, 1, H, W), ITU-R 601-2 as PIL's grayscale."""
-    weights = torch.tensor([0.299, 0.587, 0.114], device=image.device).view(1, 3, 1, 1)
-    return (image * weights).sum(dim=1, keepdim=True)
 
 
 def equalize(mask: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,7 @@ same. To carry an input video's soundtrack into the render, pass the video as ``
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -43,8 +44,15 @@ class VideoInfo:
 
 
 def probe(path: str | Path, field: str) -> VideoInfo:
-    """Frame rate, size (as decoded, rotation applied), frame count and whether there is audio."""
+    """Frame rate, size (as decoded, rotation applied), frame count and whether there is audio.
+    Counting the frames decodes the whole video: the answer is kept while the file is unchanged."""
     path = _existing(path, field)
+    stat = path.stat()
+    return _probe(path, stat.st_mtime_ns, stat.st_size, field)
+
+
+@functools.lru_cache(maxsize=8)
+def _probe(path: Path, modified: int, size: int, field: str) -> VideoInfo:
     log = _ffmpeg(path, field, "-map", "0:v:0", "-f", "null", "-")
     video = re.findall(r"Stream #.*?: Video: .*", log)
     frames = re.findall(r"frame=\s*(\d+)", log)

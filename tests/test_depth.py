@@ -79,7 +79,7 @@ def test_depth_anything_gives_depth_at_the_image_size(depth_anything, weight) ->
 
 def test_negative_weight_swaps_near_and_far(depth_anything) -> None:
     estimator = load_depth_model(depth_anything, torch.device("cpu"))
-    assert estimator is not None
+    assert type(estimator.model).__name__ == "DepthAnythingForDepthEstimation"
     near_first = estimator.predict(_image(), 0.5)
     far_first = estimator.predict(_image(), -0.5)
     assert torch.allclose(far_first - 1, -(near_first - 1), atol=1e-6)
@@ -87,7 +87,7 @@ def test_negative_weight_swaps_near_and_far(depth_anything) -> None:
 
 def test_dpt_checkpoint_loads_and_predicts(dpt) -> None:
     estimator = load_depth_model(dpt, "cpu")
-    assert estimator is not None
+    assert type(estimator.model).__name__ == "DPTForDepthEstimation"
     assert estimator.model_size(HEIGHT, WIDTH) == (32, 32)
     depth = estimator.predict(_image(), 1.0)
     assert depth.shape == (HEIGHT, WIDTH) and torch.isfinite(depth).all()
