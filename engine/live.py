@@ -24,12 +24,14 @@ import torch
 
 from engine import coherence
 from engine.backends import Backend, GenerationRequest
+from engine.camera import move_camera
 from engine.errors import DriftwaveError, collecting_notices, notify
 from engine.images import write_image
-from engine.motion import MOTION_3D_FIELDS, Motion2D, Motion3D, warp_2d, warp_3d
 from engine.plan import Plan, compile_plan
 from engine.prompts import PromptSchedule
 from engine.settings import Settings
+
+BEHIND = "rendering below the {:g} fps target: as fast as it can, dropping frames, never audio"
 
 
 class AudioSource(Protocol):
@@ -105,11 +107,10 @@ class LiveSession:
         self.reference: coherence.ColorReference | None = None
         self.frame = 0
         self.started = time.monotonic()
-        self.problem: str | None = None
+        self.memory_note: str | None = None  # what running out of GPU memory changed
         self._times: deque[float] = deque(maxlen=32)
         self._latencies: list[float] = []
         self.statuses: list[LiveStatus] = []
-        self._said_behind = False
 
     # -- from the user, any thread ------------------------------------------------------------------
 
@@ -174,7 +175,6 @@ class LiveSession:
             envelopes.latest_at,
         )
         seconds = time.monotonic() - self.started
-        self.problem = envelopes.error
         if not controls.frozen or self.image is None:
             try:
                 self.image = self._render(self.frame, seconds, audio, controls)
@@ -191,14 +191,23 @@ class LiveSession:
             audio_frame=audio_frame,
             raw=raw,
             behind=self._behind(),
-            problem=self.problem,
         )
+        status.problem = (
+            envelopes.error
+            or self.memory_note
+            or (BEHIND.format(self.settings.live.target_fps) if status.behind else None)
+        )
+        if self.image is None:  # out of memory before the first picture: nothing to show yet
+            return self._advance(status)
         if self.frames_dir is not None:
             write_image(self.image, self.frames_dir / "latest.png")  # atomic: readers never see half a frame
         if self.recorder is not None:
             self.recorder.add(self.image, seconds)
         if self.on_frame is not None:
             self.on_frame(status, self.image)
+        return self._advance(status)
+
+    def _advance(self, status: LiveStatus) -> LiveStatus:
         self.frame += 1
         return status
 
@@ -224,7 +233,7 @@ class LiveSession:
             space = settings.coherence.color_coherence
             self.reference = coherence.ColorReference(image, space) if space in ("LAB", "HSV", "RGB") else None
             return image
-        warped = self._warp(self.image, value)
+        warped = move_camera(self.image, settings, value)  # 3D with flat depth: a depth model per frame is too slow
         if self.reference is not None:
             warped = self.reference.match(warped)
         warped = coherence.apply_contrast(warped, value("motion.contrast_schedule"))
@@ -242,36 +251,15 @@ class LiveSession:
         request.strength = min(max(strength, 0.0), 1.0)
         return self.backend.generate(request)
 
-    def _warp(self, image: torch.Tensor, value: Callable[[str], float]) -> torch.Tensor:
-        """2D motion, or 3D with flat depth (a depth model per frame is too slow for live)."""
-        settings = self.settings
-        if settings.animation.animation_mode == "3D":
-            motion = Motion3D(
-                *(value(f"motion.{name}") for name in MOTION_3D_FIELDS),
-                fov=value("depth.fov_schedule"),
-                aspect=value("depth.aspect_ratio_schedule"),
-            )
-            depth = settings.depth
-            return warp_3d(image, motion, padding=depth.padding_mode, sampling=depth.sampling_mode)
-        motion = Motion2D(
-            angle=value("motion.angle"),
-            zoom=value("motion.zoom"),
-            translation_x=value("motion.translation_x"),
-            translation_y=value("motion.translation_y"),
-            center_x=value("motion.transform_center_x"),
-            center_y=value("motion.transform_center_y"),
-        )
-        return warp_2d(image, motion, border=settings.animation.border)
-
     def _out_of_memory(self) -> None:
         image = self.settings.image
         smaller = max(64, int(image.W * 0.75) // 64 * 64), max(64, int(image.H * 0.75) // 64 * 64)
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
         if smaller == (image.W, image.H):
-            self.problem = "the GPU is out of memory even at 64x64: close other GPU programs"
+            self.memory_note = "the GPU is out of memory even at 64x64: close other GPU programs"
             return
-        self.problem = (
+        self.memory_note = (
             f"the GPU ran out of memory at {image.W}x{image.H}; continuing at {smaller[0]}x{smaller[1]} "
             f"(set image.W/H to {smaller[0]}/{smaller[1]} or lower, or model.tiny_vae, to start there)"
         )
@@ -290,17 +278,10 @@ class LiveSession:
         return len(self._times) >= 8 and self._fps() < 0.95 * target
 
     def _pace(self) -> None:
-        """Wait for the next slot when ahead; when behind, carry on at once and say so once."""
-        target = self.settings.live.target_fps
-        due = self.started + self.frame / target
-        delay = due - time.monotonic()
+        """Wait for the next slot when ahead; when behind, carry on at once (the status says so)."""
+        delay = self.started + self.frame / self.settings.live.target_fps - time.monotonic()
         if delay > 0:
             time.sleep(delay)
-        elif self._behind() and not self._said_behind:
-            self._said_behind = True
-            self.problem = self.problem or (
-                f"rendering at {self._fps():.1f} fps, below the {target:g} fps target: as fast as it can"
-            )
 
 
 def compile_live(settings: Settings) -> Plan:

@@ -19,11 +19,11 @@ import torch
 
 from engine import coherence
 from engine.backends import Backend, GenerationRequest, load_backend
+from engine.camera import move_camera
 from engine.errors import DriftwaveError, collecting_notices, notify
 from engine.guidance import SCALES, GuidanceRequest, extract_palette
 from engine.hybrid import HybridVideo, check_hybrid, hybrid_in_use
 from engine.images import from_array, load_image, write_image
-from engine.motion import MOTION_3D_FIELDS, Motion2D, Motion3D, warp_2d, warp_3d
 from engine.outputs import RunFolder, deferred_interrupt
 from engine.plan import Plan, compile_run, interpolation_length, interpolation_positions
 from engine.presets import save_preset
@@ -608,37 +608,7 @@ class Loop:
         return depth
 
     def _warp(self, image: torch.Tensor, frame: int, depth: torch.Tensor | None = None) -> torch.Tensor:
-        v = self.values
-        if self.settings.animation.animation_mode == "3D":
-            depth_settings = self.settings.depth
-            aspect = (
-                self.width / self.height
-                if depth_settings.aspect_ratio_use_old_formula
-                else float(v["depth.aspect_ratio_schedule"][frame])
-            )
-            motion = Motion3D(
-                *(float(v[f"motion.{name}"][frame]) for name in MOTION_3D_FIELDS),
-                fov=float(v["depth.fov_schedule"][frame]),
-                aspect=aspect,
-            )
-            return warp_3d(
-                image, motion, depth, padding=depth_settings.padding_mode, sampling=depth_settings.sampling_mode
-            )
-        perspective = None
-        if self.settings.motion.enable_perspective_flip:
-            perspective = tuple(
-                float(v[f"motion.perspective_flip_{p}"][frame]) for p in ("theta", "phi", "gamma", "fv")
-            )
-        motion = Motion2D(
-            angle=float(v["motion.angle"][frame]),
-            zoom=float(v["motion.zoom"][frame]),
-            translation_x=float(v["motion.translation_x"][frame]),
-            translation_y=float(v["motion.translation_y"][frame]),
-            center_x=float(v["motion.transform_center_x"][frame]),
-            center_y=float(v["motion.transform_center_y"][frame]),
-            perspective=perspective,
-        )
-        return warp_2d(image, motion, border=self.settings.animation.border)
+        return move_camera(image, self.settings, lambda path: float(self.values[path][frame]), depth)
 
     def _write(self, index: int, image: torch.Tensor, seed: int, total: int, prompt: str = "") -> Path:
         path = self.run.frame_path(index, seed=seed, prompt=prompt or self._prompt_text(index))

@@ -222,12 +222,13 @@ class Engine:
                 hint="cancel and start a new render to change these",
             )
         _check_expressions(settings)  # a bad edit is refused here, never in the loop
+        # said before the render thread can see the edit: clients get "received" before "applied"
+        self._say(f"edit received ({', '.join(changed) or 'no change'}); it applies from the next frame")
+        self.job["settings"] = settings.model_dump(mode="json")
         if self.live_session is not None:
             self.live_session.edit(settings)
         with self._pending_lock:
             self._pending = settings
-        self.job["settings"] = settings.model_dump(mode="json")
-        self._say(f"edit received ({', '.join(changed) or 'no change'}); it applies from the next frame")
         return None
 
     def _on_control(self, message: dict) -> None:
