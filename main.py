@@ -9,8 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from engine.errors import DriftwaveError, collecting_notices
@@ -162,12 +165,31 @@ def _add_overrides(parser: argparse.ArgumentParser) -> None:
     )
 
 
+@contextmanager
+def stop_on_interrupt() -> Iterator[Callable[[], bool]]:
+    """The first Ctrl-C asks the render to stop after the frame it is on (a flag the loop reads,
+    so no library can swallow it); a second one stops at once."""
+    requested = threading.Event()
+
+    def on_interrupt(number, frame) -> None:
+        if requested.is_set():
+            raise KeyboardInterrupt
+        requested.set()
+        print("\nstopping after this frame (Ctrl-C again to stop now)", file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield requested.is_set
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 # -- commands -------------------------------------------------------------------------------
 
 
 def run_render(args: argparse.Namespace) -> int:
     from engine.backends import ModelLoadError, load_backend
-    from engine.render import render
+    from engine.render import Interrupted, render
 
     preset = _load(args.preset, args.overrides)
     settings = preset.settings
@@ -184,8 +206,11 @@ def run_render(args: argparse.Namespace) -> int:
         backend = load_backend(settings.model)
     progress = ProgressLine()
     try:
-        result = render(settings, backend=backend, resume=args.resume, on_event=progress)
-    except KeyboardInterrupt:
+        with stop_on_interrupt() as stop_requested:
+            result = render(
+                settings, backend=backend, resume=args.resume, on_event=progress, should_stop=stop_requested
+            )
+    except (KeyboardInterrupt, Interrupted):
         progress.finish()
         timestring = progress.timestring or "<timestring>"
         print(

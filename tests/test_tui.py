@@ -296,14 +296,19 @@ async def test_render_in_a_real_engine_shows_progress_and_frames(tmp_path):
         assert app.engine_state == "done", app.job
         await pilot.pause(0.3)
         assert "frame 12/12" in str(app.query_one("#render-rate").render())
-        assert app._shown_frame and app._shown_frame.endswith("000011.png")
+        shown = app.pane("render").shown_frame
+        assert shown and shown.endswith("000011.png")
         assert app.query_one("#render-preview").image is not None
         await app.client.send("shutdown")
 
 
 async def test_a_second_tui_attaches_to_the_running_render_and_its_settings(tmp_path):
     options = dict(
-        model__backend="tiny", animation__max_frames=400, image__W=64, image__H=64, batch__outdir=str(tmp_path / "out")
+        model__backend="tiny",
+        animation__max_frames=100_000,
+        image__W=64,
+        image__H=64,
+        batch__outdir=str(tmp_path / "out"),
     )
     first = make(tmp_path, connect=True, **options)
     async with running(first) as pilot:
@@ -318,14 +323,15 @@ async def test_a_second_tui_attaches_to_the_running_render_and_its_settings(tmp_
         await until_state(second, pilot, "rendering", seconds=20)
         await pilot.pause(0.5)
         assert second.session.settings.prompts["0"] == "a lighthouse in fog"  # the job's, not the file's
-        assert second.session.settings.animation.max_frames == 400
+        assert second.session.settings.animation.max_frames == 100_000  # still rendering: cancelled below
         assert second.query_one("#tabs", TabbedContent).active == "render"  # progress and frame in view
         assert "attached to the running render" in " ".join(n.message for n in second._notifications)
         for _ in range(100):
-            if second._shown_frame:
+            if second.pane("render").shown_frame:
                 break
             await pilot.pause(0.1)
-        assert second._shown_frame and Path(second._shown_frame).exists()
+        shown = second.pane("render").shown_frame
+        assert shown and Path(shown).exists()
         await second.client.send("cancel")
         await until_state(second, pilot, "cancelled", seconds=30)
         await second.client.send("shutdown")

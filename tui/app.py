@@ -145,8 +145,6 @@ class DriftwaveApp(App):
         self.live_options = live  # main.py live: the session's audio source and recording
         self.engine_state = "disconnected"
         self.job: dict | None = None
-        self._pending_frame: str | None = None
-        self._shown_frame: str | None = None
         self._update_due: float | None = None
 
     def compose(self) -> ComposeResult:
@@ -174,10 +172,7 @@ class DriftwaveApp(App):
 
     def _follow_engine(self, snapshot: dict | None) -> None:
         self.refresh_title()
-        self.set_interval(self.preview_interval, self._show_pending_frame)
         self.set_interval(0.25, self._send_pending_update)
-        if self.live_options is not None:
-            self.set_interval(0.1, self.pane("live").show_frame)
         if self.connect:
             if snapshot is not None:
                 self.on_engine_message(snapshot)
@@ -207,7 +202,7 @@ class DriftwaveApp(App):
         if self.live_options is not None and not self.query("#pane-live"):
             panes["live"] = self._live_pane()
         if not self.query("#pane-render"):
-            panes["render"] = RenderPane(self.image_class, id="pane-render")
+            panes["render"] = RenderPane(self.image_class, self.preview_interval, id="pane-render")
         panes |= {
             "prompts": PromptsPane(self.session, id="pane-prompts"),
             "motion": MotionPane(self.session, id="pane-motion"),
@@ -265,6 +260,8 @@ class DriftwaveApp(App):
         self._engine_gone("the engine closed the connection (it stopped or crashed); your edits are kept")
 
     def _engine_gone(self, message: str) -> None:
+        if not self.is_running:
+            return
         self.engine_state = "disconnected"
         self.refresh_title()
         if self.query("#pane-render"):
@@ -272,6 +269,8 @@ class DriftwaveApp(App):
         self.notify(message, title="Engine", severity="error", timeout=10)
 
     def on_engine_message(self, message: dict) -> None:
+        if not self.is_running:
+            return  # shutting down: the panes are being removed
         pane = self.pane("render")
         kind = message["type"]
         if kind == "state":
@@ -281,9 +280,9 @@ class DriftwaveApp(App):
             if (message.get("progress") or {}).get("total"):
                 pane.show_progress(**_progress(message["progress"]))
             if message.get("latest_frame"):
-                self._pending_frame = message["latest_frame"]
+                pane.pending_frame = message["latest_frame"]
             if first:
-                self._show_pending_frame()  # a running job's latest frame now, not a tick later
+                pane.show_pending_frame()  # a running job's latest frame now, not a tick later
                 for line in message.get("log", []):
                     pane.log(line)
                 if self.engine_state in RUNNING:
@@ -297,11 +296,11 @@ class DriftwaveApp(App):
             if self.query("#pane-live"):
                 self.pane("live").show(message)
             else:  # a TUI opened for editing, attached to a live session
-                self._pending_frame = message["path"]
+                pane.pending_frame = message["path"]
         elif kind == "progress" and message.get("total"):
             pane.show_progress(**_progress(message))
         elif kind == "frame":
-            self._pending_frame = message["path"]  # shown by the timer: the newest only
+            pane.pending_frame = message["path"]  # shown by the pane's timer: the newest only
         elif kind == "log":
             pane.log(message["message"])
         elif kind == "error":
@@ -339,13 +338,6 @@ class DriftwaveApp(App):
             self.notify("attached to the running render; your unsaved edits stay on screen", title="Engine")
         else:
             self.notify("attached to the running render: its settings are loaded", title="Engine")
-
-    def _show_pending_frame(self) -> None:
-        pending = self._pending_frame
-        if not pending or pending == self._shown_frame or not Path(pending).exists():
-            return
-        if self.pane("render").show_frame(pending):
-            self._shown_frame = pending
 
     async def _request(self, kind: str, **fields) -> None:
         if not self.client.connected:

@@ -70,6 +70,7 @@ class LivePane(Vertical, can_focus=True):
         yield Label(keys, classes="help", markup=False)
 
     def on_mount(self) -> None:
+        self.set_interval(0.1, self.show_frame)  # the pane's own timer: it stops when the pane goes
         self._show_controls()
         self.focus()  # the keys work at once
 

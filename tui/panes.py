@@ -7,6 +7,7 @@ with an ``Edited`` message (messages up); none reaches into another pane.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from textual import on
@@ -431,10 +432,16 @@ class AudioPane(Vertical):
 
 
 class RenderPane(Vertical):
-    def __init__(self, image_class, **kwargs) -> None:
+    """Render controls, progress, the log and the newest frame (shown on the pane's own timer, so
+    nothing draws into it once it is gone)."""
+
+    def __init__(self, image_class, preview_interval: float = 0.5, **kwargs) -> None:
         super().__init__(**kwargs)
         self.image_class = image_class
+        self.preview_interval = preview_interval
         self.lines: list[str] = []  # the log as plain text
+        self.pending_frame: str | None = None  # the newest frame the engine wrote
+        self.shown_frame: str | None = None
 
     def compose(self) -> ComposeResult:
         with Horizontal(classes="buttons"):
@@ -447,6 +454,17 @@ class RenderPane(Vertical):
         with Horizontal(id="render-body"):
             yield self.image_class(id="render-preview")
             yield RichLog(id="render-log", wrap=True, markup=False, max_lines=500, min_width=20)
+
+    def on_mount(self) -> None:
+        self.set_interval(self.preview_interval, self.show_pending_frame)
+
+    def show_pending_frame(self) -> None:
+        """The newest frame, if it is new: older ones that came between ticks are skipped."""
+        pending = self.pending_frame
+        if not pending or pending == self.shown_frame or not Path(pending).exists():
+            return
+        if self.show_frame(pending):
+            self.shown_frame = pending
 
     def show_state(self, state: str, job: dict | None) -> None:
         folder = (job or {}).get("folder") or ""
@@ -467,9 +485,12 @@ class RenderPane(Vertical):
         previews = self.query("#render-preview")
         if not previews:
             return False
-        with Image.open(path) as image:
-            small = image.convert("RGB")
-            small.thumbnail((192, 192))
+        try:
+            with Image.open(path) as image:
+                small = image.convert("RGB")
+        except OSError:
+            return False  # replaced while reading: the next tick shows it
+        small.thumbnail((192, 192))
         previews.first().image = small
         return True
 
