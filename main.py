@@ -1,4 +1,5 @@
-"""Driftwave command line: `render`, `live`, `schedule`, `prompts`, `inspect`, `audio`, `settings`, `import`.
+"""Driftwave command line: `render`, `live`, `schedule`, `prompts`, `values`, `inspect`, `audio`, `settings`,
+`import`.
 
 User errors print one message (field, place, fix) and exit with code 2; never a traceback.
 Heavy libraries are imported inside the command that needs them.
@@ -102,10 +103,21 @@ def build_parser() -> argparse.ArgumentParser:
     prompts.add_argument("preset", help="preset file or name (see presets/)")
     prompts.add_argument("--frame", type=int, default=0, help="frame number (default 0)")
     prompts.add_argument(
-        "--json", action="store_true", help='print {"positive": [[text, weight]...], "negative": [...]}'
+        "--json",
+        action="store_true",
+        help='print {"positive": [[text, weight]...], "negative": [...], "loras": [[name, weight]...]}',
     )
     _add_overrides(prompts)
     prompts.set_defaults(run=run_prompts)
+
+    values = commands.add_parser("values", help="each schedule's per-frame values as the render will use them")
+    values.add_argument("preset", help="preset file or name (see presets/)")
+    output = values.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help='print {"group.field": [value per frame], ...}')
+    output.add_argument("--csv", action="store_true", help="print one row per frame (the run folder's values.csv)")
+    values.add_argument("--frames", metavar="A:B", help="only frames A to B-1 (either end may be left out)")
+    _add_overrides(values)
+    values.set_defaults(run=run_values)
 
     inspect = commands.add_parser("inspect", help="validate a preset and summarise what it will render")
     inspect.add_argument("preset", help="preset file or name (see presets/)")
@@ -413,6 +425,40 @@ def run_prompts(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_values(args: argparse.Namespace) -> int:
+    from engine.frame_values import as_csv, as_json, values_table
+    from engine.plan import compile_run
+
+    plan = compile_run(_load(args.preset, args.overrides).settings)
+    start, stop = _frame_range(args.frames, plan.timeline.frames)
+    table = values_table(plan, start, stop)
+    if args.json:
+        print(as_json(table))
+    elif args.csv:
+        sys.stdout.write(as_csv(table, start))
+    else:
+        for path, curve in table.items():
+            print(f"{path:34s} " + " ".join(f"{value:.6g}" for value in curve[:8]) + (" ..." if len(curve) > 8 else ""))
+    return 0
+
+
+def _frame_range(text: str | None, frames: int) -> tuple[int, int]:
+    """``A:B`` -> (A, B) within the animation; either end may be left out."""
+    if not text:
+        return 0, frames
+    first, colon, last = text.partition(":")
+    try:
+        start = int(first) if first.strip() else 0
+        stop = int(last) if colon and last.strip() else (frames if colon else start + 1)
+    except ValueError:
+        raise DriftwaveError(f"--frames {text!r} is not a range", hint="write A:B, e.g. --frames 0:48") from None
+    if not 0 <= start < stop <= frames:
+        raise DriftwaveError(
+            f"--frames {text} is outside the animation", hint=f"frames run from 0 to {frames - 1} (B is exclusive)"
+        )
+    return start, stop
+
+
 def run_inspect(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -562,9 +608,11 @@ def run_import(args: argparse.Namespace) -> int:
     result = import_deforum(args.file)
     header = (
         f"Imported from {Path(args.file).name} (Deforum {result.kind}) by Driftwave on {date.today()}.\n"
-        f'{len(result.mapped)} settings came from the file; schedules use blend = "hold" as Deforum rendered them.'
+        f"{result.keys} Deforum keys set {len(result.mapped)} settings; the rest are Deforum's defaults.\n"
+        'Schedules use blend = "hold" and prompts prompt_syntax = "a1111", as Deforum rendered them.'
+        + "".join(f"\n{line}." for line in result.provenance)
     )
-    options = {"include": result.mapped, "header": header}
+    options = {"include": result.mapped, "header": header, "comments": result.comments}
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     if not args.output:
@@ -574,7 +622,10 @@ def run_import(args: argparse.Namespace) -> int:
     if output.exists() and not args.force:
         raise DriftwaveError(f"{output} already exists", hint="choose another name or add --force to overwrite it")
     save_preset(result.settings, output, **options)
-    print(f"wrote {output}: {len(result.mapped)} settings mapped, {len(result.warnings)} warnings")
+    print(
+        f"wrote {output}: {result.keys} Deforum keys read, {len(result.mapped)} settings set, "
+        f"{len(result.warnings)} warnings"
+    )
     return 0
 
 

@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from engine.errors import DriftwaveError, ErrorGroup, SettingsError
+from engine.errors import DriftwaveError, ErrorGroup, ScheduleError, SettingsError
+from engine.parseq import apply_parseq, is_parseq_document, load_manifest
 from engine.presets import settings_from_data
 from engine.samplers import APPROXIMATIONS, canonical_sampler, sampler_key
-from engine.settings import FIELDS, Settings, fields_of_kind
+from engine.schedule import split_top_level
+from engine.settings import FIELDS, AnimationSettings, Settings, fields_of_kind, fields_without_effect
 
 # Deforum's name -> Driftwave's field name, where they differ
 RENAMED = {
@@ -53,6 +55,9 @@ HANDLED = {
     "negative_prompts",
     "add_soundtrack",
     "soundtrack_path",
+    "parseq_manifest",
+    "parseq_use_deltas",
+    "parseq_non_schedule_overrides",
     "sd_model_name",
     "use_zoe_depth",
     *(switch for switch, _ in SWITCHED.values()),
@@ -100,7 +105,6 @@ NO_EFFECT = {
 }
 # unsupported keys whose value says a feature was in use
 _FEATURE_SWITCHES = {
-    "parseq_manifest",
     "optical_flow_cadence",
     "optical_flow_redo_generation",
     "frame_interpolation_engine",
@@ -120,15 +124,20 @@ CLIP_NAMES = {
 }
 _FLOW_METHODS = {"DIS Medium", "DIS Fine", "Farneback", "DenseRLOF", "SF"}
 _SCHEDULES = {name for _, name in fields_of_kind("schedule")}
+_PATH_FIELDS = {name for _, name in fields_of_kind("path")}
+_WITHOUT_EFFECT = fields_without_effect()
 _SEED_NAME = re.compile(r"(?<![\w.])s(?![\w(])")
 
 
 @dataclass
 class DeforumImport:
     settings: Settings
-    kind: str  # "A1111 extension" or "notebook"
+    kind: str  # "A1111 extension", "notebook" or "partial"
     mapped: set[str] = field(default_factory=set)  # "group.name" of every field the file set
     warnings: list[str] = field(default_factory=list)
+    keys: int = 0  # how many of the file's keys are Deforum's
+    provenance: list[str] = field(default_factory=list)  # for the preset's header: where values came from
+    comments: dict[str, str] = field(default_factory=dict)  # "group.field" -> why it holds what it holds
 
 
 def import_deforum(path: str | Path) -> DeforumImport:
@@ -146,14 +155,44 @@ def import_deforum(path: str | Path) -> DeforumImport:
         data = json.loads(text)
     except json.JSONDecodeError as error:
         raise SettingsError(
-            f"{path.name} is not a Deforum settings file (invalid JSON: {error.msg})",
+            f"{path.name} is not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}",
             source=text,
             offset=error.pos,
-            hint="Deforum writes its settings as JSON (<timestring>_settings.txt)",
+            hint=_json_hint(text, error),
         ) from None
-    if not isinstance(data, dict) or not ({"animation_mode", "W", "prompts", "max_frames", "seed"} & data.keys()):
-        raise SettingsError(f"{path.name} does not look like Deforum settings (no animation_mode, W, prompts...)")
+    if is_parseq_document(data):
+        return import_deforum_data({"parseq_manifest": data})
+    if not isinstance(data, dict) or not any(is_deforum_key(key) for key in data):
+        raise SettingsError(
+            f"{path.name} does not look like Deforum settings: it has none of Deforum's keys",
+            hint="give a Deforum settings file (a JSON object with keys such as animation_mode, W, prompts)",
+        )
     return import_deforum_data(data)
+
+
+def _json_hint(text: str, error: json.JSONDecodeError) -> str:
+    """What to change in a file that is not JSON, from what stands there."""
+    stripped = text.lstrip()
+    if stripped.startswith("("):
+        return "this looks like a Python tuple (copied from a log): keep only the {...} object"
+    if "'" in text[max(error.pos - 40, 0) : error.pos + 1] and '"' not in text[max(error.pos - 2, 0) : error.pos + 1]:
+        return "JSON needs double quotes around keys and text"
+    if text[error.pos : error.pos + 2] in ("//", "/*") or text[error.pos : error.pos + 1] == "#":
+        return "JSON has no comments: remove the annotation"
+    return "fix the file at that place (Deforum writes its settings as JSON, <timestring>_settings.txt)"
+
+
+def is_deforum_key(key: str) -> bool:
+    """Whether ``key`` is one of Deforum's settings (mapped, handled, without effect or known unsupported)."""
+    return (
+        key in FIELDS
+        or key in RENAMED
+        or key in SWITCHED
+        or key in HANDLED
+        or key in NO_EFFECT
+        or key in _FEATURE_SWITCHES
+        or key.startswith(("cn_", "hybrid_", "parseq_", "frame_interpolation_", "r_upscale", "optical_flow"))
+    )
 
 
 def import_deforum_data(data: dict[str, Any]) -> DeforumImport:
@@ -163,9 +202,13 @@ def import_deforum_data(data: dict[str, Any]) -> DeforumImport:
         if {"deforum_git_commit_id", "cfg_scale_schedule", "sd_model_name"} & data.keys()
         else "notebook"
     )
+    if not ({"animation_mode", "W", "prompts", "animation_prompts", "max_frames"} & data.keys()):
+        kind = "partial"
+    keys = sum(1 for key in data if is_deforum_key(key))
     data = _upgrade(dict(data), kind)
     values: dict[str, Any] = {}
     warnings: list[str] = []
+    comments: dict[str, str] = {}  # "group.field" -> a comment for the preset
     ignored: list[str] = []
     unsupported: list[str] = []
     for key, value in data.items():
@@ -181,15 +224,23 @@ def import_deforum_data(data: dict[str, Any]) -> DeforumImport:
             continue
         elif key.startswith("hybrid_video_") and key.replace("hybrid_video_", "hybrid_") in FIELDS:
             target = key.replace("hybrid_video_", "hybrid_")
-        if target not in FIELDS:
+        if target not in FIELDS or ".".join(FIELDS[target]) in _WITHOUT_EFFECT:
             unsupported.append(key)
             continue
-        converted = _convert(target, value, warnings)
+        converted = _convert(target, value, warnings, comments)
         if converted is not None:
             values[target] = converted
     values.update(_prompts(data, warnings))
     values.update(_soundtrack(data))
+    provenance: list[str] = []
+    manifest = data.get("parseq_manifest")
+    if isinstance(manifest, dict) or (isinstance(manifest, str) and manifest.strip()):
+        document = manifest if isinstance(manifest, dict) else load_manifest(manifest)
+        provenance = apply_parseq(values, data, document, AnimationSettings().max_frames)
+        warnings.extend(provenance)
+        kind = "Parseq" if set(data) == {"parseq_manifest"} else f"{kind} + Parseq"
     values["blend"] = "hold"
+    values["prompt_syntax"] = "a1111"  # Deforum hands its prompts to A1111
     values.setdefault("prompt_blend_frames", 0)
     if data.get("sd_model_name"):
         warnings.append(f"the file used the model {data['sd_model_name']!r}: set model.model to its path or hub id")
@@ -202,9 +253,28 @@ def import_deforum_data(data: dict[str, Any]) -> DeforumImport:
         warnings.append(f"not supported here, left out: {_compact(rest)}")
     if ignored:
         warnings.append(f"no effect here (Deforum run state, or always on): {_compact(ignored)}")
+    warnings.extend(_missing_files(values))
     settings = _validated(values, warnings)
     mapped = {".".join(FIELDS[name]) for name in values if name in FIELDS} | {"prompts"}
-    return DeforumImport(settings, kind, mapped, warnings)
+    return DeforumImport(settings, kind, mapped, warnings, keys, provenance, comments)
+
+
+def _missing_files(values: dict[str, Any]) -> list[str]:
+    """One warning per referenced file that is not on this machine (the author's paths)."""
+    warnings = []
+    for name in sorted(values):
+        if name not in _PATH_FIELDS or not isinstance(values[name], str):
+            continue
+        value = values[name].strip()
+        if not value or re.match(r"^[a-z]+://", value) or _hub_id(name, value) or Path(value).expanduser().exists():
+            continue
+        group = FIELDS[name][0]
+        warnings.append(f"{group}.{name}: {value!r} does not exist on this machine; set it to your own file")
+    return warnings
+
+
+def _hub_id(name: str, value: str) -> bool:
+    return name in ("model", "depth_model", "clip_name", "aesthetics_model") and "/" in value and ":" not in value
 
 
 def _validated(values: dict[str, Any], warnings: list[str]) -> Settings:
@@ -233,7 +303,7 @@ def _upgrade(data: dict[str, Any], kind: str) -> dict[str, Any]:
     return data
 
 
-def _convert(name: str, value: Any, warnings: list[str]) -> Any:
+def _convert(name: str, value: Any, warnings: list[str], comments: dict[str, str]) -> Any:
     """A Deforum value as the field ``name`` takes it; None keeps the default."""
     if value is None:
         return None
@@ -255,8 +325,33 @@ def _convert(name: str, value: Any, warnings: list[str]) -> Any:
     if name == "batch_name":
         return re.sub(r"[_\- ]*\{timestring\}[_\- ]*", "", str(value)) or "deforum"
     if name in _SCHEDULES:
-        return _SEED_NAME.sub("seed", str(value)) if isinstance(value, str) else value
+        if isinstance(value, str):
+            return _as_deforum_reads(name, _SEED_NAME.sub("seed", value), warnings, comments)
+        return value
     return value
+
+
+def _as_deforum_reads(name: str, text: str, warnings: list[str], comments: dict[str, str]) -> str:
+    """Keyframes Deforum's parser reads otherwise than they look: it splits a keyframe at every
+    ':' and keeps the second piece, so ``0: 0: (expr)`` is the number 0. Kept as Deforum read it."""
+    try:
+        pieces = list(split_top_level(text, ","))
+    except ScheduleError:
+        return text  # the schedule's own error is clearer, at inspect
+    kept = []
+    for piece in pieces:
+        parts = piece.text.split(":")
+        if len(parts) <= 2 or not parts[1].strip():
+            kept.append(piece.text.strip())
+            continue
+        value = parts[1].strip()
+        kept.append(f"{parts[0].strip()}: ({value.strip('()') or '0'})")
+        warnings.append(
+            f"{'.'.join(FIELDS[name])}: Deforum reads nothing after the second ':' of {piece.text.strip()[:60]!r} "
+            f"and used {value}; the preset does the same"
+        )
+        comments[".".join(FIELDS[name])] = f"as Deforum read it: {piece.text.strip()[:60]}"
+    return ", ".join(kept)
 
 
 def _sampler(value: Any, warnings: list[str]) -> str:

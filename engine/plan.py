@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.errors import DriftwaveError, ErrorGroup, ScheduleError, collecting_notices, notify
+from engine.errors import DriftwaveError, ErrorGroup, ScheduleError, SettingsError, collecting_notices, notify
 from engine.prompts import PromptOptions, PromptSchedule, compile_prompts
 from engine.samplers import SAMPLERS, canonical_sampler
 from engine.schedule import Schedule, TextSchedule, Timeline, compile_schedule, compile_text_schedule
@@ -103,7 +103,11 @@ def compile_plan(
         attempt("sampling.sampler_schedule", lambda: _check_samplers(plan.text_schedules["sampling.sampler_schedule"]))
     prompting = settings.prompting
     options = PromptOptions(
-        prompting.scene_prefix, prompting.scene_suffix, prompting.negative_prompt, prompting.prompt_blend_frames
+        prompting.scene_prefix,
+        prompting.scene_suffix,
+        prompting.negative_prompt,
+        prompting.prompt_blend_frames,
+        prompting.prompt_syntax,
     )
     attempt(
         "prompts",
@@ -122,7 +126,13 @@ def compile_plan(
                     stills,
                     Timeline(len(stills), timeline.fps, timeline.bpm, timeline.seed),
                     names=names,
-                    options=PromptOptions(prompting.scene_prefix, prompting.scene_suffix, prompting.negative_prompt, 0),
+                    options=PromptOptions(
+                        prompting.scene_prefix,
+                        prompting.scene_suffix,
+                        prompting.negative_prompt,
+                        0,
+                        prompting.prompt_syntax,
+                    ),
                     field="prompting.still_prompts",
                 ),
             ),
@@ -179,8 +189,36 @@ def _names_used(plan: Plan) -> set[str]:
 _BEAT_POSITION = re.compile(r"(?<![\w.])\d*\.?\d+\s*b\s*[:\"']")
 
 
+def without_missing_track(settings: Settings) -> Settings:
+    """A track that is not on this machine: an error when a schedule or prompt reads its envelopes,
+    else the run goes on without it (no sound in the video), with a notice."""
+    track = settings.audio.file
+    if not track or Path(track).is_file():
+        return settings
+    silent = settings.model_copy(
+        update={
+            "audio": settings.audio.model_copy(update={"file": ""}),
+            "video": settings.video.model_copy(
+                update={"soundtrack": "none" if settings.video.soundtrack == "audio" else settings.video.soundtrack}
+            ),
+        }
+    )
+    with collecting_notices():
+        used = sorted(_names_used(compile_plan(silent)) & (audio_names(settings) - {"bpm"}))
+    if used or uses_beat_positions(settings):
+        reads = f"the schedules read {', '.join(used)}" if used else "keyframes are placed in beats"
+        raise SettingsError(
+            f"the audio track {track} does not exist, and {reads}",
+            field="audio.file",
+            hint="give the path of the track on this machine",
+        )
+    notify(f"audio.file {track} does not exist; no schedule reads it, so the video is made without sound")
+    return silent
+
+
 def compile_run(settings: Settings) -> Plan:
     """:func:`compile_plan` with the preset's audio track analysed: the variables it uses."""
+    settings = without_missing_track(settings)
     if not settings.audio.file:
         return compile_plan(settings)
     from audio.envelopes import analyze_settings

@@ -174,13 +174,14 @@ def to_document(
     full: bool = False,
     include: set[str] | frozenset[str] = frozenset(),
     header: str | None = None,
+    comments: dict[str, str] | None = None,
 ) -> tomlkit.TOMLDocument:
     """The TOML of ``settings``.
 
     With ``base`` (a loaded document) and ``original`` (the settings it gave), only values
     that differ from ``original`` are rewritten and everything else, comments included, stays.
     Otherwise a new document holds every value (``full``), or those unlike the defaults plus
-    the ``include`` paths (``"motion.zoom"``).
+    the ``include`` paths (``"motion.zoom"``); ``comments`` go after those paths' values.
     """
     new = settings.model_dump(mode="json")
     if base is not None:
@@ -200,7 +201,11 @@ def to_document(
             continue
         changed = {k: v for k, v in values.items() if full or v != reference[group][k] or f"{group}.{k}" in include}
         if changed:
-            document.add(group, _table(changed, comment=_group_comment(group)))
+            table = _table(changed, comment=_group_comment(group))
+            for name in changed:
+                if f"{group}.{name}" in (comments or {}):
+                    table[name].comment(comments[f"{group}.{name}"])
+            document.add(group, table)
     return document
 
 

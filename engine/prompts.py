@@ -13,6 +13,11 @@ A prompt text is read in this order (DESIGN.md "Prompts"):
 
 Per frame, weights are numbers: a sub-prompt with a negative weight conditions the negative
 side. Between keys the prompts cross-fade over ``prompt_blend_frames`` (0 cuts at the key).
+
+``<lora:NAME:W>`` tags are taken out of the text first (:mod:`engine.a1111`). With
+``prompt_syntax = "a1111"`` (what the Deforum importer sets) a prompt is read as A1111 reads
+it: no scenes and no ``|`` or ``text:weight`` sub-prompts, so colons and bars are text;
+``AND`` parts with A1111's ``:weight``; brackets that do not pair up are text.
 """
 
 from __future__ import annotations
@@ -21,14 +26,18 @@ import difflib
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
+from engine import a1111
 from engine.errors import DriftwaveError, PromptError, ScheduleError, notify
 from engine.expression import Expression, compile_expression
 from engine.schedule import FRAME_VARIABLES, TIMELINE_VARIABLES, Blend, Piece, Timeline, resolve_position
 from engine.schedule import split_top_level as _split
+
+Syntax = Literal["driftwave", "a1111"]
 
 EMPHASIS = 1.1
 _NUMBER = re.compile(r"\s*([+-]?(?:\d+\.?\d*|\.\d+))\s*")
@@ -81,11 +90,12 @@ class SubPrompt:
 
 @dataclass(frozen=True)
 class Scene:
-    """One parsed prompt: positive and negative sub-prompts."""
+    """One parsed prompt: positive and negative sub-prompts, and the LoRAs its tags ask for."""
 
     source: str
     positive: tuple[SubPrompt, ...]
     negative: tuple[SubPrompt, ...]
+    loras: tuple[tuple[str, Weight], ...] = ()
 
     def subprompts(self) -> tuple[SubPrompt, ...]:
         return self.positive + self.negative
@@ -105,11 +115,13 @@ class FramePrompt:
     positive: list[tuple[SubPrompt, float]]
     negative: list[tuple[SubPrompt, float]]
     scope: dict[str, float]
+    loras: list[tuple[str, float]] = field(default_factory=list)  # (name, weight), weight != 0
 
     def as_json(self) -> dict[str, list[list]]:
         return {
             "positive": [[sub.shown(self.scope), weight] for sub, weight in self.positive],
             "negative": [[sub.shown(self.scope), weight] for sub, weight in self.negative],
+            "loras": [[name, weight] for name, weight in self.loras],
         }
 
     def emphasis(self, sub: SubPrompt) -> list[tuple[str, float]]:
@@ -143,7 +155,10 @@ class PromptSchedule:
         }
         positive: dict[SubPrompt, float] = {}
         negative: dict[SubPrompt, float] = {}
+        loras: dict[str, float] = {}
         for scene, share in self._mix(frame):
+            for name, weight in scene.loras:  # a fading scene's LoRAs fade with it
+                loras[name] = loras.get(name, 0.0) + share * weight.at(scope)
             for side, subs in ((1.0, scene.positive), (-1.0, scene.negative)):
                 for sub in subs:
                     weight = side * share * sub.weight.at(scope)
@@ -153,7 +168,8 @@ class PromptSchedule:
                     target = positive if weight > 0 else negative
                     if weight:  # the same sub-prompt in both blended scenes adds up
                         target[sub] = target.get(sub, 0.0) + abs(weight)
-        return FramePrompt(list(positive.items()), list(negative.items()), scope)
+        active = [(name, weight) for name, weight in loras.items() if weight and math.isfinite(weight)]
+        return FramePrompt(list(positive.items()), list(negative.items()), scope, active)
 
     def _mix(self, frame: int) -> list[tuple[Scene, float]]:
         """The keyed scenes active at ``frame`` and their shares (summing to 1)."""
@@ -179,6 +195,7 @@ class PromptOptions:
     scene_suffix: str = ""
     negative_prompt: str = ""
     blend_frames: int = 0
+    syntax: Syntax = "driftwave"
 
 
 def compile_prompts(
@@ -210,7 +227,7 @@ def compile_prompts(
     ordered = sorted(keyed.items())
     for index, (position, (label, text)) in enumerate(ordered):
         until = ordered[index + 1][0] if index + 1 < len(ordered) else max(float(timeline.frames), position + 1)
-        scenes = split_scenes(text, field=f"{field}.{label}")
+        scenes = [text] if options.syntax == "a1111" else split_scenes(text, field=f"{field}.{label}")
         step = (until - position) / len(scenes)
         for number, scene_text in enumerate(scenes):
             scene_label = label if number == 0 else f"{label} (scene {number + 1})"
@@ -219,6 +236,7 @@ def compile_prompts(
                 allowed,
                 field=f"{field}.{label}",
                 negative_prompt=options.negative_prompt,
+                syntax=options.syntax,
             )
             keys.append(PromptKey(scene_label, position + number * step, scene))
     return PromptSchedule(keys, timeline, blend, options.blend_frames)
@@ -245,22 +263,53 @@ def split_scenes(text: str, *, field: str) -> list[str]:
     return scenes or [""]
 
 
-def parse_scene(text: str, names: set[str] | frozenset[str], *, field: str, negative_prompt: str = "") -> Scene:
+def parse_scene(
+    text: str,
+    names: set[str] | frozenset[str],
+    *,
+    field: str,
+    negative_prompt: str = "",
+    syntax: Syntax = "driftwave",
+) -> Scene:
     """One prompt (no ``||``): positive and negative sub-prompts with their weights."""
     positive_text, *negative_parts = text.split("--neg")
     negative_text = " ".join(part.strip() for part in negative_parts if part.strip())
-    positive = _parse_side(positive_text, names, field=field, source=text, offset=0)
-    negative = _parse_side(negative_text, names, field=field, source=negative_text, offset=0)
+    positive_text, loras = _tags(positive_text, names, field=field, source=text)
+    negative_text, ignored = _tags(negative_text, names, field=field, source=negative_text)
+    if ignored:
+        notify(f"{field}: LoRA tags in the negative prompt are removed and not applied (as in A1111)")
+    positive = _parse_side(positive_text, names, field=field, source=text, offset=0, syntax=syntax)
+    negative = _parse_side(negative_text, names, field=field, source=negative_text, offset=0, syntax=syntax)
     if negative_prompt.strip():
+        extra, _ = _tags(negative_prompt, names, field="prompting.negative_prompt", source=negative_prompt)
         negative += _parse_side(
-            negative_prompt, names, field="prompting.negative_prompt", source=negative_prompt, offset=0
+            extra, names, field="prompting.negative_prompt", source=negative_prompt, offset=0, syntax=syntax
         )
-    return Scene(text, positive, negative)
+    return Scene(text, positive, negative, loras)
 
 
-def _parse_side(text: str, names, *, field: str, source: str, offset: int) -> tuple[SubPrompt, ...]:
+def _tags(text: str, names, *, field: str, source: str) -> tuple[str, tuple[tuple[str, Weight], ...]]:
+    """``text`` without its extra-network tags, and the LoRAs they ask for with their weights."""
+    if "<" not in text:
+        return text, ()
+    plain, tags = a1111.extract_tags(text)
+    loras = []
+    for tag in tags:
+        if tag.kind not in a1111.LORA_KINDS:
+            notify(f"{field}: <{tag.kind}:{tag.name}> is not supported here (only LoRA tags are); it is left out")
+            continue
+        where = source.find(tag.weight, tag.offset) if tag.weight in source else tag.offset
+        loras.append((tag.name, _weight_of(tag.weight, names, field=field, source=source, offset=max(where, 0))))
+    return plain, tuple(loras)
+
+
+def _parse_side(
+    text: str, names, *, field: str, source: str, offset: int, syntax: Syntax = "driftwave"
+) -> tuple[SubPrompt, ...]:
     if not text.strip():
         return ()
+    if syntax == "a1111":
+        return _parse_a1111_side(text, names, field=field)
     try:
         pieces = list(_split(text, "|", field=field, quotes="`"))
     except ScheduleError as error:
@@ -272,6 +321,30 @@ def _parse_side(text: str, names, *, field: str, source: str, offset: int) -> tu
             if part.strip():
                 subprompts.extend(_weighted(part, names, field=field, source=text, offset=offset + start))
             start += len(part) + 3
+    return tuple(subprompts)
+
+
+def _parse_a1111_side(text: str, names, *, field: str) -> tuple[SubPrompt, ...]:
+    """A1111's reading: ``AND`` parts with an optional trailing ``:weight``, emphasis inside."""
+    text, edited = a1111.resolve_editing(text)
+    if edited:
+        notify(
+            f"{field}: prompt editing/alternation {', '.join(edited)} switches between sampling steps in A1111; "
+            "here each frame uses the text that holds for most of its steps"
+        )
+    unpaired = a1111.unpaired_brackets(text)
+    if unpaired:
+        column = unpaired[0]
+        notify(
+            f"{field}: {text[column]!r} at column {column + 1} pairs with nothing; read as A1111 reads it "
+            "(a stray closing bracket is text, an unclosed one weights the rest)\n  "
+            f"{text}\n  {' ' * column}^"
+        )
+    subprompts = []
+    for part, start, weight in a1111.and_parts(text):
+        if part.strip():
+            factor = Weight(float(weight)) if weight is not None else Weight()
+            subprompts.append(_subprompt(part, factor, names, field=field, source=text, offset=start))
     return tuple(subprompts)
 
 

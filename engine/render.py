@@ -21,11 +21,12 @@ from engine import coherence
 from engine.backends import Backend, GenerationRequest, load_backend
 from engine.camera import move_camera
 from engine.errors import DriftwaveError, collecting_notices, notify
+from engine.frame_values import as_csv, as_srt, values_table, write_atomically
 from engine.guidance import SCALES, GuidanceRequest, extract_palette
 from engine.hybrid import HybridVideo, check_hybrid, hybrid_in_use
 from engine.images import from_array, load_image, write_image
 from engine.outputs import RunFolder, deferred_interrupt
-from engine.plan import Plan, compile_run, interpolation_length, interpolation_positions
+from engine.plan import Plan, compile_run, interpolation_length, interpolation_positions, without_missing_track
 from engine.presets import save_preset
 from engine.samplers import canonical_sampler
 from engine.seeds import pick_seed, seed_at
@@ -75,7 +76,7 @@ def render(
         run = None
     if settings.sampling.seed == -1:
         settings = settings.model_copy(update={"sampling": settings.sampling.model_copy(update={"seed": pick_seed()})})
-    settings = _with_length(settings)
+    settings = _with_length(without_missing_track(settings))
     preflight(settings)
     plan = compile_run(settings)
     check_camera(settings, plan)
@@ -89,6 +90,7 @@ def render(
             settings.batch.outdir, settings.batch.batch_name, settings.batch.filename_format, timestring
         )
         _write_settings(run, settings, backend)
+        write_atomically(run.root / "values.csv", as_csv(values_table(plan)))
     emit({"type": "log", "message": f"rendering to {run.root} with {backend.name}"})
     loop = Loop(
         settings, plan, backend, run, emit, should_stop or (lambda: False), take_update or (lambda: None), depth
@@ -102,7 +104,7 @@ def render(
     frames = runs.get(mode, loop.animation)()
     result = RenderResult(run.root, frames, None, settings)
     if mode != "None" and not settings.video.skip_video_creation:
-        result.video = _write_videos(run, settings, frames, emit)
+        result.video = _write_videos(run, settings, loop.plan, frames, emit)
     result.outputs = [*frames, *([result.video] if result.video else [])]
     emit({"type": "done", "outputs": [str(path) for path in result.outputs]})
     return result
@@ -132,9 +134,6 @@ def preflight(settings: Settings) -> None:
         check_hybrid(settings)
         if settings.hybrid.hybrid_use_init_image:
             load_image(init.init_image, field="init.init_image")
-    audio = settings.audio.file
-    if audio and settings.video.soundtrack == "audio" and not Path(audio).is_file():
-        raise DriftwaveError(f"{audio} does not exist", field="audio.file", hint="give the path of the soundtrack")
 
 
 def _with_length(settings: Settings) -> Settings:
@@ -712,7 +711,7 @@ def _resumed_settings(run: RunFolder, requested: Settings) -> Settings:
     return saved
 
 
-def _write_videos(run: RunFolder, settings: Settings, frames: list[Path], emit) -> Path:
+def _write_videos(run: RunFolder, settings: Settings, plan: Plan, frames: list[Path], emit) -> Path:
     audio, offset = None, settings.audio.offset
     if settings.video.soundtrack == "audio" and settings.audio.file:
         audio = Path(settings.audio.file)
@@ -732,6 +731,8 @@ def _write_videos(run: RunFolder, settings: Settings, frames: list[Path], emit) 
         max_frames=settings.video.max_video_frames,
     )
     emit({"type": "log", "message": f"wrote {video}"})
+    if settings.video.save_srt:
+        write_atomically(video.with_suffix(".srt"), as_srt(values_table(plan), settings.animation.fps))
     if settings.video.make_gif:
         write_gif(video, run.root / "video.gif", settings.animation.fps)
     if settings.video.delete_imgs:

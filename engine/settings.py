@@ -45,6 +45,13 @@ def path(default: str, description: str) -> Any:
     return Field(default, description=description, json_schema_extra={"kind": "path"})
 
 
+def without_effect(default: Any, description: str, reason: str, *, kind: str | None = None, **options: Any) -> Any:
+    """A Deforum setting that is read but does nothing here: marked in the schema, shown by
+    ``main.py settings`` and listed by the importer as not supported."""
+    extra = {"no_effect": reason, **({"kind": kind} if kind else {})}
+    return Field(default, description=f"{description} [no effect here: {reason}]", json_schema_extra=extra, **options)
+
+
 def literal_choices(annotation: Any) -> tuple | None:
     if typing.get_origin(annotation) is Literal:
         return typing.get_args(annotation)
@@ -122,7 +129,12 @@ class SamplingSettings(Group):
     steps: int = Field(25, ge=1, le=1000, description="diffusion steps of a full frame")
     scale: ScheduleText = schedule("0:(7)", "CFG scale: how closely the image follows the prompt (5-15 usual)")
     ddim_eta: ScheduleText = schedule("0:(0)", "ddim sampler noise (eta); 0 is deterministic")
-    ancestral_eta: ScheduleText = schedule("0:(1)", "noise of ancestral samplers (euler_a, dpm2_a, ...)")
+    ancestral_eta: ScheduleText = without_effect(
+        "0:(1)",
+        "noise of ancestral samplers (euler_a, dpm2_a, ...)",
+        "diffusers' ancestral schedulers take no eta",
+        kind="schedule",
+    )
     noise_multiplier: ScheduleText = schedule("0:(1.05)", "multiplier of the noise added to img2img latents")
     clip_skip: ScheduleText = schedule("0:(1)", "text-encoder layers to skip from the end (1 = none)")
     dynamic_threshold: float = Field(0.0, ge=0, description="dynamic thresholding percentile (0 = off)")
@@ -131,13 +143,21 @@ class SamplingSettings(Group):
     steps_schedule: ScheduleText = schedule("0:(25)", "steps per frame when enable_steps_scheduling is on")
     enable_sampler_scheduling: bool = Field(False, description="switch samplers per frame with sampler_schedule")
     sampler_schedule: str = text_schedule('0:("euler_a")', 'samplers by frame, e.g. 0:("euler_a"), 30:("dpmpp_2m")')
-    enable_checkpoint_scheduling: bool = Field(False, description="switch models per frame with checkpoint_schedule")
-    checkpoint_schedule: str = text_schedule('0:("model1.safetensors")', "models by frame (paths or hub ids)")
+    enable_checkpoint_scheduling: bool = without_effect(
+        False, "switch models per frame with checkpoint_schedule", "one model per run"
+    )
+    checkpoint_schedule: str = without_effect(
+        '0:("model1.safetensors")', "models by frame (paths or hub ids)", "one model per run", kind="text_schedule"
+    )
     enable_subseed_scheduling: bool = Field(False, description="mix a second seed in with the subseed schedules")
     subseed_schedule: ScheduleText = schedule("0:(1)", "the second seed, per frame")
     subseed_strength_schedule: ScheduleText = schedule("0:(0)", "how much of the second seed's noise is mixed in")
-    seed_resize_from_w: int = Field(0, ge=0, description="make the noise as if the width were this (0 = off)")
-    seed_resize_from_h: int = Field(0, ge=0, description="make the noise as if the height were this (0 = off)")
+    seed_resize_from_w: int = without_effect(
+        0, "make the noise as if the width were this (0 = off)", "not implemented yet", ge=0
+    )
+    seed_resize_from_h: int = without_effect(
+        0, "make the noise as if the height were this (0 = off)", "not implemented yet", ge=0
+    )
 
     @field_validator("sampler")
     @classmethod
@@ -270,7 +290,7 @@ class ImageSettings(Group):
     W: int = Field(512, ge=64, le=8192, description="width in pixels (multiple of 64)")
     H: int = Field(512, ge=64, le=8192, description="height in pixels (multiple of 64)")
     bit_depth_output: Literal[8, 16, 32] = Field(8, description="bits per channel of saved frames")
-    tiling: bool = Field(False, description="seamless tiling")
+    tiling: bool = without_effect(False, "seamless tiling", "not implemented yet")
 
     @field_validator("W", "H")
     @classmethod
@@ -282,11 +302,13 @@ class ImageSettings(Group):
 
 
 class SaveSettings(Group):
-    save_samples: bool = Field(True, description="write the frames")
-    save_settings: bool = Field(True, description="write settings.toml beside the frames")
-    display_samples: bool = Field(True, description="show frames as they render")
-    save_sample_per_step: bool = Field(False, description="write an image at every diffusion step")
-    show_sample_per_step: bool = Field(False, description="show an image at every diffusion step")
+    save_samples: bool = without_effect(True, "write the frames", "frames are always written (resume needs them)")
+    save_settings: bool = without_effect(
+        True, "write settings.toml beside the frames", "always written (resume needs it)"
+    )
+    display_samples: bool = without_effect(True, "show frames as they render", "the TUI always shows the newest frame")
+    save_sample_per_step: bool = without_effect(False, "write an image at every diffusion step", "not implemented yet")
+    show_sample_per_step: bool = without_effect(False, "show an image at every diffusion step", "not implemented yet")
 
 
 class BatchSettings(Group):
@@ -377,6 +399,7 @@ class VideoOutputSettings(Group):
     soundtrack: Literal["audio", "init video", "none"] = Field(
         "audio", description="sound of the video: the [audio] file, the init video's sound, or none"
     )
+    save_srt: bool = Field(False, description="write video.srt beside the video: each frame's schedule values")
 
 
 _RESERVED_NAMES = {"t", "s", "max_f", "fps", "seed", "amp", "onset", "beat", "bpm"}
@@ -449,6 +472,10 @@ class ModelSettings(Group):
     cpu_offload: bool = Field(False, description="keep idle model parts in CPU memory (CUDA only)")
     lora: str = path("", "a LoRA fused into the UNet (hub id, folder or .safetensors), e.g. an LCM-LoRA for 4 steps")
     lora_scale: float = Field(1.0, ge=0, le=4, description="how much of the LoRA is fused in")
+    lora_dir: str = path(
+        "",
+        "folder of the LoRA files that <lora:NAME:W> prompt tags name (empty: beside the model, A1111's models/Lora)",
+    )
     tiny_vae: str = path(
         "", "a tiny autoencoder (AutoencoderTiny, e.g. madebyollin/taesd) for fast encode/decode in live mode"
     )
@@ -460,6 +487,11 @@ class PromptingSettings(Group):
     negative_prompt: str = Field("", description="negative prompt added to every prompt")
     scene_prefix: str = Field("", description="text put before every prompt (pytti scene_prefix)")
     scene_suffix: str = Field("", description="text put after every prompt (pytti scene_suffix)")
+    prompt_syntax: Literal["driftwave", "a1111"] = Field(
+        "driftwave",
+        description="driftwave: pytti sub-prompts (text:weight, |, ||) and A1111 emphasis; "
+        "a1111: as A1111 reads prompts (colons and | are text), set for imported Deforum files",
+    )
     prompt_blend_frames: int = Field(
         -1, ge=-1, description="frames over which a keyed prompt fades in before its key; 0 cuts, -1 the whole gap"
     )
@@ -535,6 +567,16 @@ def field_index() -> dict[str, tuple[str, str]]:
 
 
 FIELDS = field_index()
+
+
+def fields_without_effect() -> dict[str, str]:
+    """``"group.field"`` -> why it does nothing here, for every field marked so."""
+    return {
+        f"{group}.{name}": field.json_schema_extra["no_effect"]
+        for group, model in GROUPS.items()
+        for name, field in model.model_fields.items()
+        if isinstance(field.json_schema_extra, dict) and "no_effect" in field.json_schema_extra
+    }
 
 
 def fields_of_kind(kind: str) -> list[tuple[str, str]]:

@@ -257,3 +257,46 @@ def test_sdxl_checkpoints_render_txt2img_and_img2img(tmp_path):
         request(guidance=GuidanceRequest(GuidanceSettings(grad_inject_timing="none"), {"mean_scale": 1.0}))
     )
     assert torch.allclose(apart, together, atol=1e-4)
+
+
+def save_random_lora(folder: Path, name: str, *, text_encoder: bool = True) -> Path:
+    """A random LoRA for the tiny pipeline's UNet (and text encoder), saved as NAME.safetensors."""
+    from diffusers import StableDiffusionPipeline
+    from peft import LoraConfig, inject_adapter_in_model
+    from peft.utils import get_peft_model_state_dict
+
+    pipeline = StableDiffusionPipeline.from_pretrained(str(tiny_model_dir()), safety_checker=None)
+    unet = LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"], init_lora_weights=False)
+    pipeline.unet.add_adapter(unet)
+    layers = {"unet_lora_layers": get_peft_model_state_dict(pipeline.unet)}
+    if text_encoder:
+        encoder = LoraConfig(r=4, lora_alpha=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+        inject_adapter_in_model(encoder, pipeline.text_encoder)  # transformers' add_adapter wants peft >= 0.22
+        layers["text_encoder_lora_layers"] = get_peft_model_state_dict(pipeline.text_encoder)
+    StableDiffusionPipeline.save_lora_weights(folder, weight_name=f"{name}.safetensors", **layers)
+    return folder / f"{name}.safetensors"
+
+
+def tagged(text: str):
+    return compile_prompts({"0": text}, Timeline(1), options=PromptOptions(syntax="a1111")).at(0)
+
+
+def test_lora_tags_load_the_named_lora_at_their_weight(tmp_path):
+    from engine.errors import collecting_notices
+
+    folder = tmp_path / "models" / "Lora" / "styles"  # A1111's layout, a subfolder too
+    save_random_lora(folder, "[LoRA][Horror]s4w3d0ffBlend_v10")
+    backend = DiffusionBackend.load(
+        str(tiny_model_dir()), ModelSettings(lora_dir=str(tmp_path / "models" / "Lora")), device="cpu"
+    )
+    plain = backend.generate(request(prompt=tagged("a red fox")))
+    with_lora = backend.generate(request(prompt=tagged("a red fox<lora:[LoRA][Horror]s4w3d0ffBlend_v10:0.8>")))
+    at_zero = backend.generate(request(prompt=tagged("a red fox <lora:[LoRA][Horror]s4w3d0ffBlend_v10:0>")))
+    assert (with_lora - plain).abs().max() > 1e-3
+    assert torch.equal(at_zero, plain)
+    assert torch.equal(backend.generate(request(prompt=tagged("a red fox"))), plain)  # switched off again
+    with collecting_notices() as notices:
+        unknown = backend.generate(request(prompt=tagged("a red fox <lora:nowhere:1>")))
+        backend.generate(request(prompt=tagged("a red fox <lora:nowhere:1>")))
+    assert torch.equal(unknown, plain)
+    assert len([n for n in notices if "'nowhere' was not found" in n]) == 1

@@ -82,11 +82,13 @@ def test_import_writes_a_preset_that_renders_the_same(tmp_path: Path):
     assert out.read_text().startswith("# Imported from deforum_a1111_settings.txt (Deforum A1111 extension)")
     again = run_cli("import", str(DATA / "deforum_a1111_settings.txt"), "-o", str(out))
     assert again.returncode == 2 and "already exists" in again.stderr
-    missing = run_cli("inspect", str(out))  # the file's soundtrack was track.mp3, which is not here
-    assert missing.returncode == 2 and "audio.file" in missing.stderr and "track.mp3 does not exist" in missing.stderr
-    inspect = run_cli("inspect", str(out), "--set", "audio.file=")
+    assert "audio.file: 'track.mp3' does not exist on this machine" in result.stderr
+    inspect = run_cli("inspect", str(out))  # the file's soundtrack was track.mp3, which is not here
     assert inspect.returncode == 0, inspect.stderr
     assert "96 frames at 24 fps" in inspect.stdout
+    assert "track.mp3 does not exist; no schedule reads it, so the video is made without sound" in inspect.stderr
+    reading = run_cli("inspect", str(out), "--set", "zoom=0:(1+0.1*amp)")  # now a schedule needs the track
+    assert reading.returncode == 2 and "audio.file" in reading.stderr and "the schedules read amp" in reading.stderr
 
 
 def test_inspect_demo_plots(tmp_path: Path):

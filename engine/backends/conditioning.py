@@ -47,6 +47,11 @@ class TextConditioner:
     def cached_texts(self) -> int:
         return len(self._cache)
 
+    def clear(self) -> None:
+        """Forget every encoding (the text encoder's weights changed: another LoRA set)."""
+        self._cache.clear()
+        self._pooled.clear()
+
     def _side(self, frame: FramePrompt, entries: list[tuple[SubPrompt, float]], clip_skip: int) -> torch.Tensor:
         total = sum(weight for _, weight in entries)
         if not entries or total <= 0:
@@ -172,6 +177,10 @@ class SDXLConditioner:
 
     def cached_texts(self) -> int:
         return self.first.cached_texts()
+
+    def clear(self) -> None:
+        self.first.clear()
+        self.second.clear()
 
     def _pad(self, embedding: torch.Tensor, length: int, clip_skip: int) -> torch.Tensor:
         if embedding.shape[1] == length:

@@ -18,6 +18,7 @@ import torch
 
 from engine.backends.base import GenerationRequest, ModelLoadError
 from engine.backends.conditioning import SDXLConditioner, TextConditioner
+from engine.backends.loras import PromptLoras, lora_folders
 from engine.backends.schedulers import make_scheduler
 from engine.guidance import clamp_gradient, fit_linear_decoder, guided_steps, linear_decode, losses
 
@@ -57,6 +58,8 @@ class DiffusionBackend:
         self._schedulers: dict[tuple, object] = {}
         self._linear_map: torch.Tensor | None = None  # latents -> RGB, fitted on first use
         self.guided_steps: list[int] = []  # the steps the last image was guided at
+        folders = lora_folders(model_settings.model, model_settings.lora_dir)
+        self.loras = PromptLoras(pipeline, folders, on_change=self.conditioner.clear)
 
     @classmethod
     def load(cls, model: str, model_settings, *, device: str | None = None, label: str | None = None):
@@ -86,6 +89,7 @@ class DiffusionBackend:
 
     @torch.no_grad()
     def generate(self, request: GenerationRequest) -> torch.Tensor:
+        self.loras.apply(request.prompt.loras)
         positive, negative = self.conditioner.frame_embeddings(request.prompt, request.clip_skip)
         guidance_embedding = self._guidance_embedding(request.cfg)
         classifier_free = request.cfg > 1.0 and guidance_embedding is None
