@@ -155,7 +155,7 @@ def import_deforum(path: str | Path) -> DeforumImport:
         data = json.loads(text)
     except json.JSONDecodeError as error:
         raise SettingsError(
-            f"{path.name} is not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}",
+            f"{path.name} is invalid JSON: {error.msg} at line {error.lineno}, column {error.colno}",
             source=text,
             offset=error.pos,
             hint=_json_hint(text, error),

@@ -64,7 +64,7 @@ def test_prompts_json_for_a_frame():
     result = run_cli("prompts", "demo", "--frame", "20", "--json")
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)
-    assert set(payload) == {"positive", "negative"}
+    assert set(payload) == {"positive", "negative", "loras"} and payload["loras"] == []
     assert [w for _, w in payload["positive"]] == [0.5, 0.5]  # blending over prompt_blend_frames = 8
     assert payload["negative"] == [["blurry, lowres, text, watermark", 1.0]]
 

@@ -69,6 +69,7 @@ def test_a1111_schedules_render_as_deforum_did():
     assert prompts.at(10).as_json() == {
         "positive": [["masterpiece, a lighthouse on a cliff, stormy sea, (dramatic lighting:1.3)", 1.0]],
         "negative": [["people", 1.0], ["blurry, lowres", 1.0]],
+        "loras": [],
     }
     assert prompts.at(47).as_json()["positive"][0][1] == 1.0  # no cross-fade: Deforum switches at the key
 

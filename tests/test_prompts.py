@@ -81,14 +81,18 @@ def test_pytti_subprompts_with_expression_weights():
 
 def test_negative_weight_becomes_negative_conditioning():
     result = frame({"0": "eggs:`cos(6.28*t/10)`, bacon:`-cos(6.28*t/10)`"}, 0).as_json()
-    assert result == {"positive": [["eggs", 1.0]], "negative": [["bacon", 1.0]]}
+    assert result == {"positive": [["eggs", 1.0]], "negative": [["bacon", 1.0]], "loras": []}
     flipped = frame({"0": "eggs:`cos(6.28*t/10)`, bacon:`-cos(6.28*t/10)`"}, 5).as_json()
     assert flipped["positive"][0][0] == "bacon" and flipped["negative"][0][0] == "eggs"
 
 
 def test_neg_splits_and_negative_prompt_setting_joins():
     result = frame({"0": "a cat --neg blurry | text:0.5"}, negative_prompt="lowres").as_json()
-    assert result == {"positive": [["a cat", 1.0]], "negative": [["blurry", 1.0], ["text", 0.5], ["lowres", 1.0]]}
+    assert result == {
+        "positive": [["a cat", 1.0]],
+        "negative": [["blurry", 1.0], ["text", 0.5], ["lowres", 1.0]],
+        "loras": [],
+    }
 
 
 def test_a1111_and_separates_subprompts():

@@ -262,7 +262,7 @@ def test_every_corpus_file_imports_and_validates(entry):
     try:
         result = import_deforum(path)
     except SettingsError as error:  # only files that are not JSON settings may be refused, and say where
-        refusals = ("not valid JSON", "none of Deforum's keys", "cannot be fetched here")  # a Parseq URL, offline
+        refusals = ("invalid JSON", "none of Deforum's keys", "cannot be fetched here")  # a Parseq URL, offline
         assert any(refusal in error.message for refusal in refusals), error.message
         return
     with collecting_notices():

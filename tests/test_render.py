@@ -241,7 +241,7 @@ def test_missing_inputs_fail_before_the_first_frame(tmp_path, tiny):
         ({"init": {"use_mask": True, "mask_file": str(tmp_path / "nope.png")}}, "init.mask_file"),
         ({"animation": {"animation_mode": "3D"}}, "depth.depth_model"),  # the default model: offline in tests
         ({"batch": {"filename_format": "{frame}.png"}}, "batch.filename_format"),
-        ({"audio": {"file": str(tmp_path / "nope.wav")}}, "audio.file"),
+        ({"audio": {"file": str(tmp_path / "nope.wav")}, "motion": {"zoom": "0:(1+amp)"}}, "audio.file"),  # read
     ]
     for groups, field in cases:
         with pytest.raises(DriftwaveError) as caught:
