@@ -551,6 +551,8 @@ class Loop:
             clip_skip=max(int(values["sampling.clip_skip"][frame]), 1),
             subseed=subseed,
             subseed_strength=float(values["sampling.subseed_strength_schedule"][frame]) if subseed >= 0 else 0.0,
+            seed_resize_from=(sampling.seed_resize_from_w, sampling.seed_resize_from_h),
+            tiling=settings.image.tiling,
             threshold=(sampling.dynamic_threshold, sampling.static_threshold),
             guidance=self._guidance(frame),
         )

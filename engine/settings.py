@@ -152,11 +152,14 @@ class SamplingSettings(Group):
     enable_subseed_scheduling: bool = Field(False, description="mix a second seed in with the subseed schedules")
     subseed_schedule: ScheduleText = schedule("0:(1)", "the second seed, per frame")
     subseed_strength_schedule: ScheduleText = schedule("0:(0)", "how much of the second seed's noise is mixed in")
-    seed_resize_from_w: int = without_effect(
-        0, "make the noise as if the width were this (0 = off)", "not implemented yet", ge=0
+    seed_resize_from_w: int = Field(
+        0,
+        ge=0,
+        description="make the seed's noise at this width and paste it centred, so a seed keeps its "
+        "composition at another size (0 = off; needs seed_resize_from_h too)",
     )
-    seed_resize_from_h: int = without_effect(
-        0, "make the noise as if the height were this (0 = off)", "not implemented yet", ge=0
+    seed_resize_from_h: int = Field(
+        0, ge=0, description="make the seed's noise at this height (0 = off; needs seed_resize_from_w too)"
     )
 
     @field_validator("sampler")
@@ -290,7 +293,7 @@ class ImageSettings(Group):
     W: int = Field(512, ge=64, le=8192, description="width in pixels (multiple of 64)")
     H: int = Field(512, ge=64, le=8192, description="height in pixels (multiple of 64)")
     bit_depth_output: Literal[8, 16, 32] = Field(8, description="bits per channel of saved frames")
-    tiling: bool = without_effect(False, "seamless tiling", "not implemented yet")
+    tiling: bool = Field(False, description="seamless tiling: the image wraps around at its edges, as a texture")
 
     @field_validator("W", "H")
     @classmethod

@@ -133,11 +133,11 @@ def test_files_that_are_not_settings_say_where_and_what_to_fix(tmp_path: Path, c
 
 
 def test_settings_without_effect_are_listed_as_not_supported():
-    result = import_deforum_data({"W": 512, "tiling": True, "seed_resize_from_w": 768, "save_samples": True})
-    assert "image.tiling" not in result.mapped
-    assert any("tiling" in warning and "seed_resize_from_w" in warning for warning in result.warnings)
-    listing = run_cli("settings", "image")
-    assert "tiling = false" in listing.stdout and "no effect here" in listing.stdout
+    result = import_deforum_data({"W": 512, "save_samples": False, "display_samples": False})
+    assert "save.save_samples" not in result.mapped
+    assert any("save_samples" in warning and "display_samples" in warning for warning in result.warnings)
+    listing = run_cli("settings", "save")
+    assert "save_samples = true" in listing.stdout and "no effect here" in listing.stdout
 
 
 def test_a_missing_track_is_an_error_only_when_a_schedule_reads_it(tmp_path: Path):

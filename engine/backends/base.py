@@ -35,6 +35,8 @@ class GenerationRequest:
     clip_skip: int = 1
     subseed: int = -1
     subseed_strength: float = 0.0
+    seed_resize_from: tuple[int, int] = (0, 0)  # (W, H) the seed's noise is made at; 0 = the image's size
+    tiling: bool = False  # seamless: every convolution pads circularly
     threshold: tuple[float, float] = (0.0, 0.0)  # (dynamic percentile, static max); 0 = off
     guidance: GuidanceRequest | None = None  # gradient conditioning of this frame
 

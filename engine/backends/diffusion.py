@@ -58,6 +58,7 @@ class DiffusionBackend:
         self._schedulers: dict[tuple, object] = {}
         self._linear_map: torch.Tensor | None = None  # latents -> RGB, fitted on first use
         self.guided_steps: list[int] = []  # the steps the last image was guided at
+        self._tiling = (False, 0)  # (circular padding, LoRAs loaded) the convolutions were last set for
         folders = lora_folders(model_settings.model, model_settings.lora_dir)
         self.loras = PromptLoras(pipeline, folders, on_change=self.conditioner.clear)
 
@@ -90,6 +91,7 @@ class DiffusionBackend:
     @torch.no_grad()
     def generate(self, request: GenerationRequest) -> torch.Tensor:
         self.loras.apply(request.prompt.loras)
+        self._tile(request.tiling)
         positive, negative = self.conditioner.frame_embeddings(request.prompt, request.clip_skip)
         guidance_embedding = self._guidance_embedding(request.cfg)
         classifier_free = request.cfg > 1.0 and guidance_embedding is None
@@ -216,13 +218,31 @@ class DiffusionBackend:
             self._schedulers[key] = make_scheduler(name, self.scheduler_config, threshold=threshold)
         return self._schedulers[key]
 
+    def _tile(self, tiling: bool) -> None:
+        """A1111's seamless tiling: every convolution of the UNet and the VAE pads circularly.
+        The modules are walked only when the mode or the loaded LoRAs (new convolutions) change."""
+        state = (tiling, len(self.loras.adapters))
+        if state == self._tiling:
+            return
+        mode = "circular" if tiling else "zeros"
+        for model in (self.unet, self.vae):
+            for module in model.modules():
+                if isinstance(module, torch.nn.Conv2d):
+                    module.padding_mode = mode
+        self._tiling = state
+
     def _noise(self, request: GenerationRequest) -> torch.Tensor:
-        """Seeded on the CPU so a seed gives the same image on every device."""
+        """Seeded on the CPU so a seed gives the same image on every device. With seed resize
+        (A1111's) the seed's noise, subseed mixed in, is made at that size and pasted centred."""
         shape = (1, self.latent_channels, request.height // self.vae_scale, request.width // self.vae_scale)
-        noise = torch.randn(shape, generator=torch.Generator().manual_seed(request.seed), dtype=torch.float32)
+        from_w, from_h = request.seed_resize_from
+        resized = from_w > 0 and from_h > 0
+        source = (*shape[:2], from_h // self.vae_scale, from_w // self.vae_scale) if resized else shape
+        noise = seeded_noise(request.seed, source)
         if request.subseed_strength > 0 and request.subseed >= 0:
-            other = torch.randn(shape, generator=torch.Generator().manual_seed(request.subseed), dtype=torch.float32)
-            noise = slerp(request.subseed_strength, noise, other)
+            noise = slerp(request.subseed_strength, noise, seeded_noise(request.subseed, source))
+        if source != shape:
+            noise = paste_centred(noise, seeded_noise(request.seed, shape))
         return noise.to(self.device, self.dtype)
 
     def _encode(self, image: torch.Tensor, seed: int) -> torch.Tensor:
@@ -267,6 +287,21 @@ class DiffusionBackend:
         if dimension % 2:
             embedding = torch.nn.functional.pad(embedding, (0, 1))
         return embedding.to(self.device, self.dtype)
+
+
+def seeded_noise(seed: int, shape: tuple[int, ...]) -> torch.Tensor:
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float32)
+
+
+def paste_centred(noise: torch.Tensor, canvas: torch.Tensor) -> torch.Tensor:
+    """``noise`` pasted centred on ``canvas``, cropped where larger: A1111's offsets, exactly."""
+    (height, width), (canvas_height, canvas_width) = noise.shape[-2:], canvas.shape[-2:]
+    dx, dy = (canvas_width - width) // 2, (canvas_height - height) // 2
+    w = width if dx >= 0 else width + 2 * dx
+    h = height if dy >= 0 else height + 2 * dy
+    tx, ty, sx, sy = max(dx, 0), max(dy, 0), max(-dx, 0), max(-dy, 0)
+    canvas[..., ty : ty + h, tx : tx + w] = noise[..., sy : sy + h, sx : sx + w]
+    return canvas
 
 
 def slerp(t: float, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
