@@ -1,81 +1,104 @@
-"""Per-frame work besides the model, at 512x512 on the CPU (and the GPU where there is one).
+"""Per-frame work besides the model at 512x512: ours against Deforum's own functions.
 
-Ours: the 2D warp as one grid_sample, LAB colour matching (the reference frame measured once
-per run, as the render loop does), perlin grain and the unsharp mask, all torch. Baseline, side
-by side on the same frames: the same operations done the way Deforum does them -
-cv2.warpPerspective, skimage.exposure.match_histograms in LAB (cv2 colour conversions), numpy
-perlin octaves times white noise, cv2 unsharp mask.
+Baseline: Deforum's 2D frame between two generations, in the order of its render loop
+(``render.py``: warp -> colour match -> contrast -> anti-blur -> grain), running Deforum's own
+code (bench/anchors: sd-webui-deforum at its pinned commit):
+- ``animation.anim_frame_warp_2d``: cv2.getRotationMatrix2D, cv2.warpPerspective (bilinear,
+  replicated border) on the uint8 image;
+- ``colors.maintain_colors`` (LAB): cv2.cvtColor to 8-bit LAB, skimage
+  ``exposure.match_histograms``, cv2.cvtColor back;
+- contrast: ``(prev_img * contrast).round().astype(np.uint8)``;
+- ``image_sharpening.unsharp_mask``: cv2.GaussianBlur, float64 arithmetic, round to uint8;
+- ``noise.add_noise`` (perlin): torch ``randn`` and ``rand_perlin_2d_octaves``, interpolate,
+  ``sample_to_cv2``, cv2.addWeighted.
+Ours: the engine's torch functions on float images (engine.motion.warp_2d, ColorReference,
+apply_contrast, unsharp_mask, add_noise), the reference measured once per run as the render
+loop does. The grain's seed changes every frame in both (seed_behavior "iter").
 
-Run: .venv/bin/python bench/frame_ops.py
+Also the 3D warp: ours against a straightforward numpy + cv2.remap form of the same projection
+(Deforum's own 3D warp needs pytorch3d, which is not installed here).
+
+Run: .venv/bin/python bench/frame_ops.py [--json]
 """
 
 from __future__ import annotations
 
-import platform
-import statistics
 import sys
-import time
 from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
 import torch
-from skimage.exposure import match_histograms
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.anchors import deforum_frame_functions
+from bench.common import arguments, median_seconds, report
 from engine import coherence
-from engine.motion import TRANSLATION_SCALE, Motion2D, Motion3D, euler_xyz, matrix_2d, warp_2d, warp_3d
+from engine.motion import TRANSLATION_SCALE, Motion2D, Motion3D, euler_xyz, warp_2d, warp_3d
 
 SIZE = 512
 MOTION = Motion2D(angle=0.7, zoom=1.03, translation_x=2.0, translation_y=-1.0)
 MOTION_3D = Motion3D(translation_x=2.0, translation_z=6.0, rotation_y=0.8, rotation_z=0.5)
+CONTRAST, NOISE, PERLIN = 1.0, 0.065, (8, 8, 4, 0.5)  # Deforum's defaults
+KERNEL, SIGMA, AMOUNT, THRESHOLD = 5, 1.0, 0.1, 0
 
 
-# -- the baseline: Deforum's way ---------------------------------------------------------------------
+def deforum_keys() -> tuple[SimpleNamespace, SimpleNamespace, SimpleNamespace]:
+    """The arguments anim_frame_warp_2d reads, holding MOTION at frame 0."""
+    args = SimpleNamespace(W=SIZE, H=SIZE)
+    anim_args = SimpleNamespace(enable_perspective_flip=False, border="replicate")
+    keys = SimpleNamespace(
+        angle_series=[MOTION.angle],
+        zoom_series=[MOTION.zoom],
+        translation_x_series=[MOTION.translation_x],
+        translation_y_series=[MOTION.translation_y],
+        transform_center_x_series=[0.5],
+        transform_center_y_series=[0.5],
+    )
+    return args, anim_args, keys
 
 
-def perlin_numpy(shape, res, rng):
-    """pvigier's perlin-numpy, the numpy form of Deforum's rand_perlin_2d."""
-
-    def fade(t):
-        return 6 * t**5 - 15 * t**4 + 10 * t**3
-
-    delta = (res[0] / shape[0], res[1] / shape[1])
-    d = (shape[0] // res[0], shape[1] // res[1])
-    grid = np.mgrid[0 : res[0] : delta[0], 0 : res[1] : delta[1]].transpose(1, 2, 0) % 1
-    angles = 2 * np.pi * rng.random((res[0] + 1, res[1] + 1))
-    gradients = np.dstack((np.cos(angles), np.sin(angles)))
-    gradients = gradients.repeat(d[0], 0).repeat(d[1], 1)
-    g00 = gradients[: -d[0], : -d[1]]
-    g10 = gradients[d[0] :, : -d[1]]
-    g01 = gradients[: -d[0], d[1] :]
-    g11 = gradients[d[0] :, d[1] :]
-    n00 = np.sum(np.dstack((grid[:, :, 0], grid[:, :, 1])) * g00, 2)
-    n10 = np.sum(np.dstack((grid[:, :, 0] - 1, grid[:, :, 1])) * g10, 2)
-    n01 = np.sum(np.dstack((grid[:, :, 0], grid[:, :, 1] - 1)) * g01, 2)
-    n11 = np.sum(np.dstack((grid[:, :, 0] - 1, grid[:, :, 1] - 1)) * g11, 2)
-    t = fade(grid)
-    n0 = n00 * (1 - t[:, :, 0]) + t[:, :, 0] * n10
-    n1 = n01 * (1 - t[:, :, 0]) + t[:, :, 0] * n11
-    return np.sqrt(2) * ((1 - t[:, :, 1]) * n0 + t[:, :, 1] * n1)
+def deforum_steps(deforum, reference: np.ndarray) -> dict:
+    args, anim_args, keys = deforum_keys()
+    return {
+        "warp": lambda image, seed: deforum.anim_frame_warp_2d(image, args, anim_args, keys, 0),
+        "colour match (LAB)": lambda image, seed: deforum.maintain_colors(image, reference, "LAB"),
+        "contrast": lambda image, seed: (image * CONTRAST).round().astype(np.uint8),
+        "unsharp mask": lambda image, seed: deforum.unsharp_mask(image, (KERNEL, KERNEL), SIGMA, AMOUNT, THRESHOLD),
+        "perlin grain": lambda image, seed: deforum.add_noise(image, NOISE, seed, "perlin", PERLIN),
+    }
 
 
-def deforum_frame(image: np.ndarray, reference_lab: np.ndarray, seed: int) -> np.ndarray:
-    warped = cv2.warpPerspective(image, matrix_2d(MOTION, SIZE, SIZE), (SIZE, SIZE), borderMode=cv2.BORDER_REPLICATE)
-    lab = cv2.cvtColor(warped, cv2.COLOR_RGB2LAB)
-    matched = cv2.cvtColor(match_histograms(lab, reference_lab, channel_axis=-1).astype(np.uint8), cv2.COLOR_LAB2RGB)
-    rng = np.random.default_rng(seed)
-    shape = np.zeros((SIZE, SIZE))
-    frequency, amplitude = 1, 1.0
-    for _ in range(4):
-        shape += amplitude * perlin_numpy((SIZE, SIZE), (8 * frequency, 8 * frequency), rng)
-        frequency, amplitude = frequency * 2, amplitude * 0.5
-    noise = rng.standard_normal((SIZE, SIZE, 3)) * ((shape + 1) / 2)[..., None]
-    noised = np.clip(matched / 127.5 - 1 + noise * 0.065, -1, 1)
-    pixels = ((noised + 1) * 127.5).astype(np.uint8)
-    blurred = cv2.GaussianBlur(pixels, (5, 5), 1.0)
-    return np.clip(1.1 * pixels.astype(np.float32) - 0.1 * blurred, 0, 255).astype(np.uint8)
+def our_steps(reference: coherence.ColorReference) -> dict:
+    return {
+        "warp": lambda image, seed: warp_2d(image, MOTION),
+        "colour match (LAB)": lambda image, seed: reference.match(image),
+        "contrast": lambda image, seed: coherence.apply_contrast(image, CONTRAST),
+        "unsharp mask": lambda image, seed: coherence.unsharp_mask(image, KERNEL, SIGMA, AMOUNT, THRESHOLD),
+        "perlin grain": lambda image, seed: coherence.add_noise(
+            image, NOISE, seed, kind="perlin", perlin_cells=PERLIN[:2], octaves=PERLIN[2], persistence=PERLIN[3]
+        ),
+    }
+
+
+def whole_frame(steps: dict, image, seed: int):
+    for step in steps.values():
+        image = step(image, seed)
+    return image
+
+
+def bench_images() -> tuple[np.ndarray, np.ndarray]:
+    """A smooth frame and a different smooth reference, uint8 RGB."""
+    rng = np.random.default_rng(0)
+    frame = cv2.GaussianBlur((rng.random((SIZE, SIZE, 3)) * 255).astype(np.uint8), (0, 0), 3)
+    reference = cv2.GaussianBlur((rng.random((SIZE, SIZE, 3)) * 255).astype(np.uint8), (0, 0), 5)
+    return frame, reference
+
+
+def as_tensor(image: np.ndarray, device: str = "cpu") -> torch.Tensor:
+    return torch.from_numpy(image).permute(2, 0, 1)[None].float().div(255).to(device)
 
 
 def remap_3d(image: np.ndarray, depth: np.ndarray, motion: Motion3D, interpolation: int) -> np.ndarray:
@@ -96,82 +119,65 @@ def remap_3d(image: np.ndarray, depth: np.ndarray, motion: Motion3D, interpolati
     )
 
 
-# -- ours ----------------------------------------------------------------------------------------------
-
-
-def our_frame(image: torch.Tensor, reference: coherence.ColorReference, seed: int) -> torch.Tensor:
-    warped = warp_2d(image, MOTION)
-    matched = reference.match(warped)
-    noised = coherence.add_noise(matched, 0.065, seed, kind="perlin")
-    return coherence.unsharp_mask(noised, 5, 1.0, 0.1, 0)
-
-
-def timed(work, repeats: int, sync=lambda: None) -> float:
-    work(0)
-    sync()
-    times = []
-    for index in range(repeats):
-        start = time.perf_counter()
-        work(index + 1)
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def main() -> None:
-    rng = np.random.default_rng(0)
-    frame = (rng.random((SIZE, SIZE, 3)) * 255).astype(np.uint8)
-    frame = cv2.GaussianBlur(frame, (0, 0), 3)
-    reference = cv2.GaussianBlur((rng.random((SIZE, SIZE, 3)) * 255).astype(np.uint8), (0, 0), 5)
-    reference_lab = cv2.cvtColor(reference, cv2.COLOR_RGB2LAB)
-    repeats = 15
-
-    base = timed(lambda seed: deforum_frame(frame, reference_lab, seed), repeats)
-    image = torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255
-    target = coherence.ColorReference(torch.from_numpy(reference).permute(2, 0, 1)[None].float() / 255, "LAB")
-    ours = timed(lambda seed: our_frame(image, target, seed), repeats)
-
-    print(
-        f"machine: {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
-        f"opencv {cv2.__version__}"
-    )
-    print(
-        f"per-frame non-model work at {SIZE}x{SIZE} (warp + LAB colour match + perlin grain + unsharp), median of "
-        f"{repeats}"
-    )
-    print(f"  Deforum's way (cv2 / skimage / numpy)   {base * 1e3:8.1f} ms")
-    print(
-        f"  ours (torch, CPU)                       {ours * 1e3:8.1f} ms   = {ours / base:.2f} of the baseline "
-        f"(target <= 0.33)"
-    )
+def bench_2d(repeats: int) -> dict:
+    frame, reference = bench_images()
+    deforum = deforum_steps(deforum_frame_functions(), reference)
+    ours = our_steps(coherence.ColorReference(as_tensor(reference), "LAB"))
+    image = as_tensor(frame)
+    result = {"size": SIZE, "repeats": repeats, "steps": {}}
+    for name in ours:
+        base = median_seconds(lambda seed, n=name: deforum[n](frame, seed), repeats)
+        mine = median_seconds(lambda seed, n=name: ours[n](image, seed), repeats)
+        result["steps"][name] = {"baseline_ms": base * 1e3, "ours_ms": mine * 1e3}
+    base = median_seconds(lambda seed: whole_frame(deforum, frame, seed), repeats)
+    mine = median_seconds(lambda seed: whole_frame(ours, image, seed), repeats)
+    result.update(baseline_ms=base * 1e3, ours_ms=mine * 1e3, ratio=mine / base, target_ratio=1 / 3)
     if torch.cuda.is_available():
-        device_image, device_target = image.cuda(), coherence.ColorReference(target.image.cuda(), "LAB")
-        gpu = timed(lambda seed: our_frame(device_image, device_target, seed), repeats, torch.cuda.synchronize)
-        print(f"  ours (torch, {torch.cuda.get_device_name()})   {gpu * 1e3:8.2f} ms")
+        on_gpu = our_steps(coherence.ColorReference(as_tensor(reference, "cuda"), "LAB"))
+        image_gpu = as_tensor(frame, "cuda")
+        gpu = median_seconds(lambda seed: whole_frame(on_gpu, image_gpu, seed), repeats, torch.cuda.synchronize)
+        result["ours_gpu_ms"] = gpu * 1e3
+    return result
 
-    bench_3d(frame, image, repeats)
 
-
-def bench_3d(frame: np.ndarray, image: torch.Tensor, repeats: int) -> None:
+def bench_3d(repeats: int) -> dict:
+    frame, _ = bench_images()
+    image = as_tensor(frame)
     ys, xs = np.mgrid[0:SIZE, 0:SIZE] / SIZE
     depth = 1 + 0.3 * np.sin(6 * xs) * np.cos(4 * ys)  # a smooth depth map around the flat plane
     depth_tensor = torch.from_numpy(depth).float()
-    print(f"3D warp at {SIZE}x{SIZE} with a depth map, median of {repeats}")
+    result = {}
     for name, flag in (("bicubic", cv2.INTER_CUBIC), ("bilinear", cv2.INTER_LINEAR)):
-        base = timed(partial(lambda _, f: remap_3d(frame, depth, MOTION_3D, f), f=flag), repeats)
-        ours = timed(
-            partial(lambda _, n, i, d: warp_3d(i, MOTION_3D, d, sampling=n), n=name, i=image, d=depth_tensor), repeats
-        )
-        print(
-            f"  {name:8}  numpy + cv2.remap {base * 1e3:6.1f} ms   ours (torch, CPU) {ours * 1e3:6.1f} ms   "
-            f"= {base / ours:.2f}x faster (target >= 2x)"
-        )
+        base = median_seconds(partial(lambda _, f: remap_3d(frame, depth, MOTION_3D, f), f=flag), repeats)
+        mine = median_seconds(lambda _, n=name: warp_3d(image, MOTION_3D, depth_tensor, sampling=n), repeats)
+        result[name] = {"baseline_ms": base * 1e3, "ours_ms": mine * 1e3}
         if torch.cuda.is_available():
-            on_gpu = partial(
-                lambda _, n, i, d: warp_3d(i, MOTION_3D, d, sampling=n), n=name, i=image.cuda(), d=depth_tensor.cuda()
-            )
-            gpu = timed(on_gpu, repeats, torch.cuda.synchronize)
-            print(f"            ours ({torch.cuda.get_device_name()}) {gpu * 1e3:6.2f} ms = {base / gpu:.0f}x")
+            on_gpu = partial(warp_3d, image.cuda(), MOTION_3D, depth_tensor.cuda(), sampling=name)
+            gpu = median_seconds(lambda _, work=on_gpu: work(), repeats, torch.cuda.synchronize)
+            result[name]["ours_gpu_ms"] = gpu * 1e3
+    return result
+
+
+def main() -> None:
+    parser = arguments(__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=15)
+    options = parser.parse_args()
+    frame_2d = bench_2d(options.repeats)
+    print(f"per-frame non-model work at {SIZE}x{SIZE}, median of {options.repeats} (torch {torch.__version__})")
+    print(f"  {'step':20} {'Deforum':>10} {'ours':>10}")
+    for name, step in frame_2d["steps"].items():
+        print(f"  {name:20} {step['baseline_ms']:8.1f} ms {step['ours_ms']:8.1f} ms")
+    print(
+        f"  {'whole frame':20} {frame_2d['baseline_ms']:8.1f} ms {frame_2d['ours_ms']:8.1f} ms"
+        f"   = {frame_2d['ratio']:.2f} of Deforum's (target <= 0.33)"
+    )
+    if "ours_gpu_ms" in frame_2d:
+        print(f"  ours on {torch.cuda.get_device_name()}: {frame_2d['ours_gpu_ms']:.2f} ms")
+    warp = bench_3d(options.repeats)
+    print(f"3D warp at {SIZE}x{SIZE} with a depth map (numpy + cv2.remap against ours)")
+    for name, row in warp.items():
+        print(f"  {name:8} {row['baseline_ms']:6.1f} ms   ours {row['ours_ms']:6.1f} ms")
+    report({**frame_2d, "warp_3d": warp}, options.json)
 
 
 if __name__ == "__main__":

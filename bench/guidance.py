@@ -3,20 +3,17 @@
 The tiny test pipeline on the CPU (and an SD-1.5-architecture pipeline with random weights on a
 GPU, where there is one — not built here), 10 steps with every step guided by the mean loss,
 for gradient_wrt x0_pred and x and both decode methods, side by side with the same request
-unguided. Run: .venv/bin/python bench/guidance.py
+unguided. Baseline: the same request unguided (there is no Deforum counterpart: Deforum's
+A1111 extension has no gradient conditioning). Run: .venv/bin/python bench/guidance.py [--json]
 """
 
 from __future__ import annotations
 
-import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import arguments, median_seconds, report
 from engine.backends import GenerationRequest, load_backend
 from engine.guidance import GuidanceRequest
 from engine.prompts import compile_prompts
@@ -31,26 +28,27 @@ def seconds(backend, guidance) -> float:
     request = GenerationRequest(
         prompt=prompt, seed=1, width=SIZE, height=SIZE, steps=STEPS, cfg=3.0, sampler="euler", guidance=guidance
     )
-    backend.generate(request)
-    times = []
-    for _ in range(REPEATS):
-        started = time.perf_counter()
-        backend.generate(request)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    return median_seconds(lambda _: backend.generate(request), REPEATS)
 
 
 def main() -> None:
+    options = arguments(__doc__.splitlines()[0]).parse_args()
     backend = load_backend(ModelSettings(backend="tiny"))
-    print(f"machine: {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}")
     print(f"tiny pipeline, {SIZE}x{SIZE}, {STEPS} steps, cfg 3 (two UNet passes a step), median of {REPEATS}")
     plain = seconds(backend, None)
     print(f"  unguided                     {plain / STEPS * 1e3:7.1f} ms a step")
+    rows = {}
     for wrt in ("x0_pred", "x"):
         for decode in ("linear", "autoencoder"):
-            options = GuidanceSettings(gradient_wrt=wrt, decode_method=decode, grad_inject_timing="none")
-            guided = seconds(backend, GuidanceRequest(options, {"mean_scale": 1.0}))
+            guidance = GuidanceSettings(gradient_wrt=wrt, decode_method=decode, grad_inject_timing="none")
+            guided = seconds(backend, GuidanceRequest(guidance, {"mean_scale": 1.0}))
+            rows[f"{wrt}/{decode}"] = {"ms_a_step": guided / STEPS * 1e3, "vs_unguided": guided / plain}
             print(f"  {wrt:7} {decode:11}          {guided / STEPS * 1e3:7.1f} ms a step = {guided / plain:.2f}x")
+    worst = max(rows.values(), key=lambda row: row["ms_a_step"])
+    report(
+        {"ours_ms": worst["ms_a_step"], "baseline_ms": plain / STEPS * 1e3, "unit": "ms a step", "guided": rows},
+        options.json,
+    )
 
 
 if __name__ == "__main__":

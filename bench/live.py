@@ -8,13 +8,11 @@
    warp, colour match, grain, our sampler loop) against a bare diffusers
    StableDiffusionImg2ImgPipeline loop with the prompt embedded once, in the same run.
 
-Run: .venv/bin/python bench/live.py [--arch tiny|sd-turbo] [--seconds 8]
+Run: .venv/bin/python bench/live.py [--arch tiny|sd-turbo] [--seconds 8] [--json]
 """
 
 from __future__ import annotations
 
-import argparse
-import platform
 import sys
 import tempfile
 import time
@@ -26,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from audio.live import FileSource  # noqa: E402
 from audio.load import load_audio  # noqa: E402
+from bench.common import arguments, report  # noqa: E402
 from engine.backends import load_backend  # noqa: E402
 from engine.backends.diffusion import DiffusionBackend  # noqa: E402
 from engine.errors import collecting_notices  # noqa: E402
@@ -140,18 +139,18 @@ def bare_rate(folder: Path, device: str, dtype: torch.dtype, seconds: float) -> 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
+    parser = arguments(__doc__.splitlines()[0])
     parser.add_argument(
         "--arch", choices=["tiny", "sd-turbo"], default="sd-turbo" if torch.cuda.is_available() else "tiny"
     )
     parser.add_argument("--seconds", type=float, default=8.0)
     args = parser.parse_args()
-    print(f"machine: {platform.machine()}, {torch.get_num_threads()} torch threads, torch {torch.__version__}")
-
+    result = {"size": SIZE, "preview": {}}
     preview = load_backend(ModelSettings(backend="preview"))
     for target in (240, 15):
         fps, latency = live_rate(settings_for("preview", target), preview, args.seconds)
         label = "as fast as it goes" if target > 100 else f"target {target} fps"
+        result["preview"][label] = {"fps": fps, "latency_ms": latency}
         print(f"preview {SIZE}x{SIZE} on the CPU, {label:18}: {fps:6.1f} fps, audio to frame {latency:5.0f} ms")
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -175,6 +174,17 @@ def main() -> None:
     print(f"  bare diffusers img2img loop  {bare:6.2f} fps")
     print(f"  live loop                    {ours:6.2f} fps = {ours / bare:.0%} of the bare loop (target >= 90 %),")
     print(f"                               audio to frame {latency:.0f} ms")
+    result.update(
+        arch=args.arch,
+        device=name,
+        bare_fps=bare,
+        live_fps=ours,
+        ours_ms=1e3 / ours,
+        baseline_ms=1e3 / bare,
+        ratio=ours / bare,
+        latency_ms=latency,
+    )
+    report(result, args.json)
 
 
 if __name__ == "__main__":

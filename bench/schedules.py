@@ -1,29 +1,38 @@
-"""Schedules: compile + evaluate 20 schedules x 10,000 frames, against per-frame evaluation.
+"""Schedules: ours against Deforum's own parser on the same strings.
 
-Baseline: the straightforward way (Deforum's): split each string into keyframes once, then
-for every frame evaluate the active keyframe expressions with numexpr at that ``t`` and tween.
-Ours: compile once, evaluate every frame vectorised. Also: the per-frame live path
-(``Schedule.at``) in microseconds per schedule. Prints ratios measured side by side.
+Baseline: ``FrameInterpolater.parse_inbetweens`` from sd-webui-deforum's
+``animation_key_frames.py`` (bench/anchors, its code byte for byte): ``parse_key_frames`` splits
+the string at every ``,`` and ``:`` (``numexpr.evaluate`` for a position that is not a number),
+then ``get_inbetweens`` fills a pandas Series frame by frame - a number where a keyframe is one,
+``numexpr.evaluate`` of the expression on every frame from an expression keyframe on - and
+``Series.interpolate(method="linear", limit_direction="both")``. Ours: ``compile_schedule`` in
+hold mode (Deforum's reading) and ``evaluate``; the values are checked equal in the run.
 
-Run: .venv/bin/python bench/schedules.py
+Cases: a real published schedule of 410 keyframes (tests/data/corpus, 100 frames); a per-frame
+export of 6001 keyframes rendered for 150 frames; 10 expression keyframes and 10 numeric
+keyframes over 1000 frames; 20 assorted schedules over 10,000 frames; and the live path
+(``Schedule.at``, one frame at a time) in microseconds.
+
+Run: .venv/bin/python bench/schedules.py [--json]
 """
 
 from __future__ import annotations
 
-import platform
-import re
+import json
 import sys
-import time
+import warnings
 from pathlib import Path
 
-import numexpr
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.anchors import deforum_frame_interpolater
+from bench.common import arguments, median_seconds, report
 from engine.schedule import Timeline, compile_schedule
 
-FRAMES = 10_000
-SCHEDULES = [
+CORPUS = Path(__file__).resolve().parent.parent / "tests" / "data" / "corpus"
+REAL_FILE = CORPUS / "iljush__docker-stable-diffusion-webui__deforum.json"
+ASSORTED = [
     "0:(1.0025+0.002*sin(1.25*3.14*t/30))",
     "0:(10*sin(2*3.14*t/10))",
     "0:(-0.35*(cos(3.141*t/25)**100)+0.8)",
@@ -37,7 +46,7 @@ SCHEDULES = [
     "0:(abs(sin(t/7))*3)",
     "0:(0.5+0.5*cos(t/13)), 5000:(exp(-t/4000))",
     "0:(t/10000)",
-    "0:(where(t>5000, 1.0, 0.0))",
+    "0:(0.5+0.5*tanh(t-5000))",
     "0:(sqrt(t)/100)",
     "0:(0.065)",
     "0:(70), 3000:(90), 6000:(50)",
@@ -47,57 +56,67 @@ SCHEDULES = [
 ]
 
 
-def baseline(text: str, frames: int) -> np.ndarray:
-    """Per-frame evaluation of the same string: parse once, numexpr per frame, tween."""
-    pattern = r"(?P<frame>[0-9]+):[\s]*\((?P<param>[\S\s]*?)\)([,][\s]?|[\s]?$)"  # Deforum's notebook regex
-    keys = [(float(m["frame"]), m["param"]) for m in re.finditer(pattern, text)]
-    out = np.empty(frames)
-    for t in range(frames):
-        index = max(i for i, (p, _) in enumerate(keys) if p <= t) if t >= keys[0][0] else 0
-        p0, e0 = keys[index]
-        v0 = float(numexpr.evaluate(e0, local_dict={"t": float(t)}))
-        if index + 1 < len(keys):
-            p1, e1 = keys[index + 1]
-            w = (t - p0) / (p1 - p0)
-            v1 = float(numexpr.evaluate(e1, local_dict={"t": float(t)}))
-            out[t] = (1 - w) * v0 + w * v1
-        else:
-            out[t] = v0
-    return out
+def per_frame_export(keyframes: int) -> str:
+    """A schedule written out frame by frame, as audio-keyframe tools export one."""
+    return ", ".join(f"{i}: ({1 + 0.04 * np.sin(i / 9) * np.cos(i / 31):.4f})" for i in range(keyframes))
 
 
-def best_of(runs: int, work) -> float:
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        work()
-        times.append(time.perf_counter() - start)
-    return min(times)
+def cases() -> dict[str, tuple[list[str], int]]:
+    real = json.loads(REAL_FILE.read_text())
+    expressions = ", ".join(f"{100 * k}:({k + 1}*sin(t/{k + 7})+{k}*cos(t/13))" for k in range(10))
+    numbers = ", ".join(f"{100 * k}:({0.4 + 0.05 * k:.2f})" for k in range(10))
+    return {
+        "real file, 410 keyframes, 100 frames": ([real["strength_schedule"]], int(real["max_frames"])),
+        "per-frame export, 6001 keyframes, 150 frames": ([per_frame_export(6001)], 150),
+        "10 expression keyframes, 1000 frames": ([expressions], 1000),
+        "10 numeric keyframes, 1000 frames": ([numbers], 1000),
+        "20 assorted schedules, 10000 frames": (ASSORTED, 10_000),
+    }
+
+
+def deforum_values(interpolater, texts: list[str], frames: int) -> list[np.ndarray]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # pandas' FutureWarning on Deforum's string writes
+        return [interpolater(frames, -1).parse_inbetweens(text).to_numpy(dtype=float) for text in texts]
+
+
+def our_values(texts: list[str], frames: int) -> list[np.ndarray]:
+    timeline = Timeline(frames)
+    return [compile_schedule(text, timeline, blend="hold").evaluate() for text in texts]
 
 
 def main() -> None:
-    timeline = Timeline(FRAMES)
-    ours_result = [compile_schedule(text, timeline).evaluate() for text in SCHEDULES]
-    base_result = [baseline(text, FRAMES) for text in SCHEDULES]
-    for text, a, b in zip(SCHEDULES, ours_result, base_result, strict=True):
-        assert np.allclose(a, b, rtol=1e-9, atol=1e-9), f"results differ for {text}"
-
-    ours = best_of(5, lambda: [compile_schedule(text, timeline).evaluate() for text in SCHEDULES])
-    base = best_of(1, lambda: [baseline(text, FRAMES) for text in SCHEDULES])
-    compiled = [compile_schedule(text, timeline) for text in SCHEDULES]
-    live_frames = 2_000
-    live = best_of(3, lambda: [s.at(t) for s in compiled for t in range(live_frames)])
-    per_schedule_us = live / (len(compiled) * live_frames) * 1e6
-
-    print(
-        f"machine: {platform.machine()}, {platform.processor() or 'cpu'}, Python {platform.python_version()}, "
-        f"numexpr {numexpr.__version__}, numexpr threads {numexpr.get_num_threads()}"
+    parser = arguments(__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=15)
+    options = parser.parse_args()
+    interpolater = deforum_frame_interpolater()
+    results = {}
+    print("schedules: Deforum's FrameInterpolater against ours (compile + evaluate), median")
+    for name, (texts, frames) in cases().items():
+        theirs, ours = deforum_values(interpolater, texts, frames), our_values(texts, frames)
+        for text, a, b in zip(texts, ours, theirs, strict=True):
+            assert np.allclose(a, b, rtol=0, atol=1e-9), f"values differ for {text[:60]}"
+        repeats = 1 if frames >= 10_000 else options.repeats
+        base = median_seconds(lambda _, t=texts, f=frames: deforum_values(interpolater, t, f), repeats)
+        mine = median_seconds(lambda _, t=texts, f=frames: our_values(t, f), options.repeats)
+        results[name] = {"baseline_ms": base * 1e3, "ours_ms": mine * 1e3, "speedup": base / mine}
+        print(f"  {name:46} Deforum {base * 1e3:9.2f} ms   ours {mine * 1e3:8.3f} ms   {base / mine:7.1f}x")
+    compiled = [compile_schedule(text, Timeline(10_000), blend="hold") for text in ASSORTED]
+    frames = 2000
+    live = median_seconds(lambda _: [s.at(t) for s in compiled for t in range(frames)], 3)
+    live_us = live / (len(compiled) * frames) * 1e6
+    print(f"  live path, one frame of one schedule: {live_us:.1f} us")
+    headline = results["per-frame export, 6001 keyframes, 150 frames"]
+    report(
+        {
+            "ours_ms": headline["ours_ms"],
+            "baseline_ms": headline["baseline_ms"],
+            "speedup": headline["speedup"],
+            "cases": results,
+            "live_us_per_schedule": live_us,
+        },
+        options.json,
     )
-    print(f"{len(SCHEDULES)} schedules x {FRAMES} frames")
-    print(f"  per-frame baseline        {base * 1e3:9.1f} ms")
-    print(f"  compile + vectorised      {ours * 1e3:9.1f} ms")
-    print(f"  speed-up                  {base / ours:9.0f}x   (target >= 50x)")
-    print(f"  live path, one frame      {per_schedule_us:9.1f} us per schedule   (target < 50 us)")
 
 
 if __name__ == "__main__":

@@ -4,13 +4,12 @@ Both run in a fresh tmux pane (a real terminal that answers the image library's 
 queries, as the user's terminal does); the time is until a marker shows in the pane: the app's
 title for the TUI, a printed word for the bare interpreter. Median of several runs, same run.
 
-Run: .venv/bin/python bench/tui_start.py   (needs tmux)
+Run: .venv/bin/python bench/tui_start.py [--json]   (needs tmux)
 """
 
 from __future__ import annotations
 
 import os
-import platform
 import shlex
 import statistics
 import subprocess
@@ -19,6 +18,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from bench.common import arguments, report  # noqa: E402
+
 RUNS = 7
 
 
@@ -54,6 +56,7 @@ Empty().run()
 
 
 def main() -> None:
+    options = arguments(__doc__.splitlines()[0]).parse_args()
     python = shlex.quote(sys.executable)
     commands = {
         "python -c print": f"{python} -c 'print(\"Driftwave\")'",
@@ -66,11 +69,18 @@ def main() -> None:
             times[name].append(until_shown(command, "Driftwave"))
     median = {name: statistics.median(values) for name, values in times.items()}
     base = median["python -c print"]
-    print(f"machine: {platform.machine()}, Python {platform.python_version()}, {os.cpu_count()} cores")
     print(f"median of {RUNS} interleaved runs each, in tmux, until the first paint shows")
     for name, value in median.items():
         print(f"  {name:20} {value * 1e3:6.0f} ms   {value - base:+.2f} s over the bare interpreter")
     print("  target: main.py tui <= 0.5 s over the bare interpreter")
+    report(
+        {
+            "ours_ms": median["main.py tui demo"] * 1e3,
+            "baseline_ms": median["empty Textual app"] * 1e3,
+            "interpreter_ms": base * 1e3,
+        },
+        options.json,
+    )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ unsharp mask. Images are (1, 3, H, W) in [0, 1].
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -76,10 +77,47 @@ def interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
     return y0 + w * (y1 - y0)
 
 
-def _cdf(values: torch.Tensor, low: float, high: float, bins: int) -> torch.Tensor:
-    counts = torch.histc(values.float(), bins, low, high)
-    cumulative = torch.cumsum(counts, 0)
+_SUBDIVISIONS = 16  # lookup entries per histogram bin: the per-pixel step is one gather
+
+
+def _bin_mapping(source_cdf: torch.Tensor, reference_cdf: torch.Tensor, low: float, step: float) -> torch.Tensor:
+    """Each source bin's centre -> the reference value at the same quantile."""
+    bins = len(source_cdf)
+    zero = source_cdf.new_zeros(1)
+    # the reference's quantile function: its CDF rises across each non-empty bin (values spread
+    # evenly inside a bin) and is flat over empty ones, which it must skip
+    filled = reference_cdf > torch.cat([zero, reference_cdf[:-1]])
+    upper_edges = low + step * (torch.arange(bins, device=source_cdf.device, dtype=torch.float32) + 1)
+    first_value = upper_edges[filled][:1] - step
+    quantiles = torch.cat([zero, reference_cdf[filled]])
+    values = torch.cat([first_value, upper_edges[filled]])
+    middle_quantiles = (source_cdf + torch.cat([zero, source_cdf[:-1]])) / 2  # at each source bin's centre
+    return interp(middle_quantiles, quantiles, values)
+
+
+def _lookup_table(mapping: torch.Tensor) -> torch.Tensor:
+    """The bin mapping, linear between bin centres, at the centres of ``_SUBDIVISIONS`` cells a bin."""
+    bins = len(mapping)
+    fine = torch.arange(bins * _SUBDIVISIONS, device=mapping.device, dtype=torch.float32)
+    position = ((fine + 0.5) / _SUBDIVISIONS - 0.5).clamp(0, bins - 1)
+    lower = position.floor().long().clamp(max=max(bins - 2, 0))
+    upper = (lower + 1).clamp(max=bins - 1)
+    return torch.lerp(mapping[lower], mapping[upper], position - lower)
+
+
+def _cdf(counts: torch.Tensor) -> torch.Tensor:
+    cumulative = torch.cumsum(counts.float(), 0)
     return cumulative / cumulative[-1]
+
+
+def _fine_index(values: torch.Tensor, low: float, high: float, bins: int) -> torch.Tensor:
+    """Each value's lookup cell (``_SUBDIVISIONS`` per histogram bin), range ends included."""
+    cells = bins * _SUBDIVISIONS
+    return ((values.reshape(-1).float() - low) * (cells / (high - low))).clamp_(0, cells - 1).long()
+
+
+def _histogram(index: torch.Tensor, bins: int) -> torch.Tensor:
+    return torch.bincount(index, minlength=bins * _SUBDIVISIONS).view(bins, _SUBDIVISIONS).sum(1)
 
 
 def match_channel(
@@ -94,33 +132,19 @@ def match_channel(
     """Map ``source`` values so their histogram matches ``reference``'s (per channel).
 
     ``reference_cdf`` with its ``low``/``high`` range may be passed in when the reference is
-    reused frame after frame (see :class:`ColorReference`).
+    reused frame after frame (see :class:`ColorReference`). Per pixel this is one lookup in a
+    table of ``bins × 16`` entries built from the two histograms.
     """
     if low is None or high is None:
         low = torch.minimum(source.min(), reference.min()).item()
         high = torch.maximum(source.max(), reference.max()).item()
     if high <= low:
         return source.clone()
-    step = (high - low) / bins
-    source_cdf = _cdf(source.clamp(low, high), low, high, bins)
+    index = _fine_index(source, low, high, bins)
     if reference_cdf is None:
-        reference_cdf = _cdf(reference, low, high, bins)
-    zero = torch.zeros(1, device=source.device)
-    # the reference's quantile function: its CDF rises across each non-empty bin (values spread
-    # evenly inside a bin) and is flat over empty ones, which it must skip
-    filled = reference_cdf > torch.cat([zero, reference_cdf[:-1]])
-    upper_edges = low + step * (torch.arange(bins, device=source.device, dtype=torch.float32) + 1)
-    first_value = upper_edges[filled][:1] - step
-    quantiles = torch.cat([zero, reference_cdf[filled]])
-    values = torch.cat([first_value, upper_edges[filled]])
-    middle_quantiles = (source_cdf + torch.cat([zero, source_cdf[:-1]])) / 2  # at each source bin's centre
-    mapping = interp(middle_quantiles, quantiles, values)  # each source bin -> reference value
-    # each pixel: linear between the mappings of the two nearest bin centres (evenly spaced: no search)
-    position = ((source.reshape(-1).float() - low) / step - 0.5).clamp(0, bins - 1)
-    lower = position.floor().long().clamp(max=bins - 2) if bins > 1 else position.long()
-    fraction = position - lower
-    mapped = mapping[lower] + fraction * (mapping[(lower + 1).clamp(max=bins - 1)] - mapping[lower])
-    return mapped.reshape(source.shape).to(source.dtype)
+        reference_cdf = _cdf(_histogram(_fine_index(reference, low, high, bins), bins))
+    mapping = _bin_mapping(_cdf(_histogram(index, bins)), reference_cdf, low, (high - low) / bins)
+    return _lookup_table(mapping)[index].reshape(source.shape).to(source.dtype)
 
 
 class ColorReference:
@@ -135,7 +159,9 @@ class ColorReference:
         self._forward = forward
         converted = forward(reference)
         self.ranges = [_channel_range(space, c, converted[:, c]) for c in range(3)]
-        self.cdfs = [_cdf(converted[:, c].clamp(*self.ranges[c]), *self.ranges[c], self.BINS) for c in range(3)]
+        self.cdfs = [
+            _cdf(_histogram(_fine_index(converted[:, c], *self.ranges[c], self.BINS), self.BINS)) for c in range(3)
+        ]
 
     def match(self, image: torch.Tensor) -> torch.Tensor:
         source = self._forward(image)
@@ -185,37 +211,72 @@ def apply_contrast(image: torch.Tensor, contrast: float) -> torch.Tensor:
     return (image * contrast).clamp(0, 1)
 
 
-def perlin(height: int, width: int, res: tuple[float, float], generator: torch.Generator) -> torch.Tensor:
-    """Perlin noise in about [-1, 1] with ``res`` = (cells down, cells across), any size."""
+def _grid_weights(size: int, cells: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(size, cells + 1) weights of each grid line along one axis: for the gradient component
+    across the axis (faded bilinear weight) and along it (the same times the distance)."""
+    u = (torch.arange(size, dtype=torch.float32) + 0.5) * (cells / size)  # cell coordinates
+    near = u.floor().long().clamp(max=cells - 1)
+    offset = u - near
+    fade = offset * offset * offset * (offset * (offset * 6 - 15) + 10)
+    across, along = torch.zeros(size, cells + 1), torch.zeros(size, cells + 1)
+    pixels = torch.arange(size)
+    across[pixels, near], across[pixels, near + 1] = 1 - fade, fade
+    along[pixels, near], along[pixels, near + 1] = (1 - fade) * offset, fade * (offset - 1)
+    return across, along
+
+
+def _perlin_factors(
+    height: int, width: int, res: tuple[float, float], amplitude: float, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One perlin layer as ``rows @ columns.T``: each corner's gradient · offset, faded and
+    blended, is separable into a row part and a column part (two matrix products)."""
     rows, cols = max(math.ceil(res[0]), 1), max(math.ceil(res[1]), 1)
     angles = 2 * math.pi * torch.rand(rows + 1, cols + 1, generator=generator)
-    gradients = torch.stack([torch.cos(angles), torch.sin(angles)], dim=-1)
-    u = (torch.arange(height, dtype=torch.float32) + 0.5) * (rows / height)  # cell coordinates: rows only
-    v = (torch.arange(width, dtype=torch.float32) + 0.5) * (cols / width)  # ... and columns only
-    i0, j0 = u.floor().long().clamp(max=rows - 1), v.floor().long().clamp(max=cols - 1)
-    fu, fv = (u - i0).unsqueeze(1), (v - j0).unsqueeze(0)
+    down_across, down_along = _grid_weights(height, rows)
+    right_across, right_along = _grid_weights(width, cols)
+    scale = amplitude * math.sqrt(2)
+    row_part = torch.cat([down_along @ torch.cos(angles), down_across @ torch.sin(angles)], dim=1) * scale
+    return row_part, torch.cat([right_across, right_along], dim=1)
 
-    def corner(di: int, dj: int) -> torch.Tensor:
-        g = gradients.index_select(0, i0 + di).index_select(1, j0 + dj)  # (H, W, 2) without a 2-D gather
-        return g[..., 0] * (fu - di) + g[..., 1] * (fv - dj)
 
-    def fade(t: torch.Tensor) -> torch.Tensor:
-        return t * t * t * (t * (t * 6 - 15) + 10)
-
-    across = fade(fv)
-    top = torch.lerp(corner(0, 0), corner(0, 1), across)
-    bottom = torch.lerp(corner(1, 0), corner(1, 1), across)
-    return math.sqrt(2) * torch.lerp(top, bottom, fade(fu))
+def perlin(height: int, width: int, res: tuple[float, float], generator: torch.Generator) -> torch.Tensor:
+    """Perlin noise in about [-1, 1] with ``res`` = (cells down, cells across), any size."""
+    return perlin_octaves(height, width, res, 1, 1.0, generator)
 
 
 def perlin_octaves(
     height: int, width: int, res: tuple[float, float], octaves: int, persistence: float, generator: torch.Generator
 ) -> torch.Tensor:
-    noise = torch.zeros(height, width)
+    """Octaves of perlin noise, each twice the frequency at ``persistence`` times the amplitude,
+    summed in one matrix product."""
+    row_parts, column_parts = [], []
     frequency, amplitude = 1.0, 1.0
     for _ in range(octaves):
-        noise += amplitude * perlin(height, width, (res[0] * frequency, res[1] * frequency), generator)
+        row_part, column_part = _perlin_factors(
+            height, width, (res[0] * frequency, res[1] * frequency), amplitude, generator
+        )
+        row_parts.append(row_part)
+        column_parts.append(column_part)
         frequency, amplitude = frequency * 2, amplitude * persistence
+    return torch.cat(row_parts, dim=1) @ torch.cat(column_parts, dim=1).T
+
+
+@functools.lru_cache(maxsize=2)
+def _grain(
+    seed: int,
+    shape: tuple[int, int, int],
+    kind: str,
+    perlin_cells: tuple[float, float],
+    octaves: int,
+    persistence: float,
+) -> torch.Tensor:
+    """The grain for a seed (kept: a fixed seed draws the same grain every frame)."""
+    generator = torch.Generator().manual_seed(seed % 2**63)
+    height, width = shape[1:]
+    noise = torch.randn(shape, generator=generator)
+    if kind == "perlin":
+        shaped = perlin_octaves(height, width, (perlin_cells[1], perlin_cells[0]), octaves, persistence, generator)
+        noise = noise.mul_(shaped.add_(1).mul_(0.5))
     return noise
 
 
@@ -232,32 +293,37 @@ def add_noise(
     """Deforum's grain: white noise times ``amount`` in [-1, 1] units, perlin-shaped if asked."""
     if amount == 0:
         return image
-    generator = torch.Generator().manual_seed(seed % 2**63)
-    _, channels, height, width = image.shape
-    noise = torch.randn((channels, height, width), generator=generator)
-    if kind == "perlin":
-        shape = perlin_octaves(height, width, (perlin_cells[1], perlin_cells[0]), octaves, persistence, generator)
-        noise = noise * (shape + 1) / 2
-    return (image + noise.to(image).unsqueeze(0) * amount / 2).clamp(0, 1)
+    grain = _grain(seed, tuple(image.shape[1:]), kind, tuple(perlin_cells), octaves, persistence)
+    return torch.add(image, grain.to(image).unsqueeze(0), alpha=amount / 2).clamp_(0, 1)
 
 
 def gaussian_blur(image: torch.Tensor, kernel: int, sigma: float) -> torch.Tensor:
-    """Separable gaussian blur with mirrored edges (as cv2.GaussianBlur)."""
+    """Separable gaussian blur with mirrored edges (as cv2.GaussianBlur), as shifted sums: on
+    the CPU far faster than a depthwise convolution."""
     kernel = max(int(kernel) // 2 * 2 + 1, 1)
     if kernel == 1:
         return image
     if sigma <= 0:
         sigma = 0.3 * ((kernel - 1) * 0.5 - 1) + 0.8  # OpenCV's default for a kernel size
-    x = torch.arange(kernel, dtype=image.dtype, device=image.device) - kernel // 2
+    x = torch.arange(kernel, dtype=torch.float64) - kernel // 2
     weights = torch.exp(-(x**2) / (2 * sigma**2))
-    weights = weights / weights.sum()
-    channels = image.shape[1]
+    weights = (weights / weights.sum()).tolist()
     pad = kernel // 2
-    mode = "reflect" if min(image.shape[-2:]) > pad else "replicate"
+    height, width = image.shape[-2:]
+    mode = "reflect" if min(height, width) > pad else "replicate"
     padded = F.pad(image, (pad, pad, pad, pad), mode=mode)
-    horizontal = weights.view(1, 1, 1, kernel).repeat(channels, 1, 1, 1)
-    vertical = weights.view(1, 1, kernel, 1).repeat(channels, 1, 1, 1)
-    return F.conv2d(F.conv2d(padded, horizontal, groups=channels), vertical, groups=channels)
+    rows = _symmetric_taps(padded, weights, height, dim=-2)
+    return _symmetric_taps(rows, weights, width, dim=-1)
+
+
+def _symmetric_taps(padded: torch.Tensor, weights: list[float], size: int, dim: int) -> torch.Tensor:
+    """Σ weights[k] · padded shifted by k along ``dim``, pairing the taps of a symmetric kernel."""
+    pad = len(weights) // 2
+    total = padded.narrow(dim, pad, size) * weights[pad]
+    for k in range(pad):
+        pair = padded.narrow(dim, k, size) + padded.narrow(dim, len(weights) - 1 - k, size)
+        total.add_(pair, alpha=weights[k])
+    return total
 
 
 def unsharp_mask(image: torch.Tensor, kernel: int, sigma: float, amount: float, threshold: float) -> torch.Tensor:

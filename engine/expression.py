@@ -12,6 +12,8 @@ from __future__ import annotations
 import ast
 import difflib
 import math
+import re
+import warnings
 from collections.abc import Mapping
 
 import numpy as np
@@ -74,13 +76,13 @@ _SCALAR_NAMESPACE = {
 class Expression:
     """One compiled expression. ``names`` are the variables it reads."""
 
-    def __init__(self, source: str, code: str, names: frozenset[str]) -> None:
+    def __init__(self, source: str, code: str, names: frozenset[str], *, constant: float | None = None) -> None:
         self.source = source
         self.code = code
         self.names = names
-        self._scalar_code = _scalar_code(code)
-        self.constant: float | None = None
-        if not names:
+        self._scalar_code = None  # compiled on first use by ``at``
+        self.constant = constant
+        if constant is None and not names:
             self.constant = self.at({})
 
     def __repr__(self) -> str:
@@ -99,6 +101,10 @@ class Expression:
 
     def at(self, variables: Mapping[str, float]) -> float:
         """Value for one frame, every variable a scalar: the live-mode path."""
+        if self.constant is not None:
+            return self.constant
+        if self._scalar_code is None:
+            self._scalar_code = _scalar_code(self.code)
         local = {name: np.float64(variables[name]) for name in self.names}
         with np.errstate(all="ignore"):
             return float(eval(self._scalar_code, _SCALAR_NAMESPACE, local))
@@ -138,8 +144,16 @@ def compile_expression(
             "empty expression", source=whole, offset=offset, hint="write a number or an expression of t"
         )
     text = stripped.replace("\r", " ").replace("\n", " ")  # same length: columns stay true
+    if _PLAIN_NUMBER.fullmatch(text):
+        return Expression(stripped, text, frozenset(), constant=float(text))
+    key = (text, frozenset(names))
+    if key in _COMPILED:
+        return _COMPILED[key]
     try:
-        tree = ast.parse(text, mode="eval")
+        with warnings.catch_warnings():  # the parser's own warnings ("invalid decimal literal") stay silent
+            warnings.simplefilter("ignore", SyntaxWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)  # invalid escape sequence (3.11)
+            tree = ast.parse(text, mode="eval")
         translator = _Translator(frozenset(names), whole, lead, text)
         code, kind = translator.visit(tree.body)
     except SyntaxError as error:
@@ -163,7 +177,15 @@ def compile_expression(
         raise ScheduleError(
             f"this expression cannot be evaluated ({error})", source=whole, offset=lead, hint="simplify it"
         ) from None
+    if len(_COMPILED) >= _COMPILED_KEPT:
+        _COMPILED.clear()
+    _COMPILED[key] = expression
     return expression
+
+
+_PLAIN_NUMBER = re.compile(r"[+-]?(?:[0-9]{1,20}(?:\.[0-9]{1,20})?|\.[0-9]{1,20})")
+_COMPILED: dict[tuple[str, frozenset[str]], Expression] = {}  # equal expressions compile once
+_COMPILED_KEPT = 4096
 
 
 def _character_column(text: str, column: int, *, in_bytes: bool) -> int:

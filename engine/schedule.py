@@ -38,6 +38,11 @@ TIMELINE_VARIABLES = ("max_f", "fps", "seed")  # constant over a run; usable in 
 
 _UNIT_POSITION = re.compile(r"^([0-9]*\.?[0-9]+)\s*([sb])$")
 _DEFORUM_NUMBER = re.compile(r"^(?=.)([+-]?([0-9]*)(\.([0-9]+))?)$")  # Deforum's check_is_number
+_PLAIN_POSITION = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+_NUMBER = r"[+-]?(?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)"  # a number as Deforum's check_is_number takes one
+# every keyframe a whole frame (no leading zeros) and a number: read at once, no expression compiled
+_NUMBERS_ONLY = re.compile(rf"\s*(?:(?:0|[1-9][0-9]*)\s*:\s*(?:\(\s*{_NUMBER}\s*\)|{_NUMBER})\s*(?:,\s*|$))+")
+_PUNCTUATION_TO_SPACES = str.maketrans(":(),", "    ")
 
 
 @dataclass(frozen=True)
@@ -226,6 +231,8 @@ def resolve_position(
             offset=piece.offset,
             hint="write the frame number, e.g. 0:(1)",
         )
+    if _PLAIN_POSITION.fullmatch(inner.text):
+        return float(inner.text)
     unit = _UNIT_POSITION.match(inner.text)
     if unit:
         amount, kind = float(unit.group(1)), unit.group(2)
@@ -425,6 +432,22 @@ def compile_schedule(
     source = _as_text(text)
     if blend not in BLENDS:
         raise ScheduleError(f"unknown blend {blend!r}", field=field, hint="use 'tween' or 'hold'")
+    numeric = NumericSchedule.read(source, timeline, blend, field)
+    if numeric is not None:
+        return numeric
+    return compile_keyframes(source, timeline, names=names, blend=blend, field=field)
+
+
+def compile_keyframes(
+    source: str,
+    timeline: Timeline,
+    *,
+    names: set[str] | frozenset[str] | tuple[str, ...] = (),
+    blend: Blend = "tween",
+    field: str | None = None,
+) -> Schedule:
+    """Every keyframe read and compiled: what :func:`compile_schedule` does unless the text
+    is numbers only."""
     allowed = set(FRAME_VARIABLES) | set(TIMELINE_VARIABLES) | set(names)
     compiled: list[Keyframe] = []
     for raw in read_keyframes(source, field=field):
@@ -434,17 +457,69 @@ def compile_schedule(
             if raw.position is None
             else resolve_position(raw.position, timeline, source=source, field=field, blend=blend)
         )
+        if blend == "hold" and round(position, 9) >= timeline.frames:
+            continue  # Deforum never reads these (and _order drops them)
         value = unwrap(raw.value)
+        literal = bool(_DEFORUM_NUMBER.match(re.sub(r"[\"'()]", "", raw.value.text.strip())))
         try:
             expression = compile_expression(value.text, allowed, offset=value.offset, whole=source)
         except ScheduleError as error:
             error.keyframe = label
             raise error.located(field=field) from None
-        literal = bool(_DEFORUM_NUMBER.match(re.sub(r"[\"'()]", "", raw.value.text.strip())))
         where = raw.position.offset if raw.position else raw.value.offset
         compiled.append(Keyframe(label, position, expression, where, literal))
     keyframes = _order(compiled, timeline, blend, source, field)
     return Schedule(source, keyframes, timeline, blend, field)
+
+
+class NumericSchedule:
+    """A schedule of numbers at whole frames (a per-frame export, Parseq's output): read in one
+    pass and interpolated with ``np.interp``, the values of :class:`Schedule` for the same text."""
+
+    names = frozenset()
+
+    def __init__(
+        self, source: str, positions: np.ndarray, values: np.ndarray, timeline: Timeline, blend: Blend, field
+    ) -> None:
+        self.source = source
+        self.timeline = timeline
+        self.blend = blend
+        self.field = field
+        self.positions = positions.tolist()
+        self._anchors, self._values = positions, values
+        if blend == "hold":  # the first value holds back to frame 0, the last on to the end
+            last = timeline.frames - 1
+            before = [0.0] if positions[0] > 0 else []
+            after = [float(last)] if positions[-1] < last else []
+            self._anchors = np.concatenate([before, positions, after])
+            self._values = np.concatenate([values[: len(before)], values, values[len(values) - len(after) :]])
+
+    @classmethod
+    def read(cls, source: str, timeline: Timeline, blend: Blend, field: str | None) -> NumericSchedule | None:
+        """The schedule when ``source`` is numbers only; None where it needs the full reading
+        (expressions, positions in seconds or beats, repeated frames, nothing before the end)."""
+        if not _NUMBERS_ONLY.fullmatch(source):
+            return None
+        tokens = source.translate(_PUNCTUATION_TO_SPACES).split()  # position, value, position, ...
+        if blend == "hold":  # only keyframes before the end are read; the rest have longer numbers
+            lengths = np.fromiter(map(len, tokens[0::2]), dtype=np.int64, count=len(tokens) // 2)
+            near = np.flatnonzero(lengths <= len(str(timeline.frames - 1)))
+            tokens = [tokens[i] for k in near.tolist() for i in (2 * k, 2 * k + 1)]
+        numbers = np.array(tokens, dtype=np.float64).reshape(-1, 2)
+        if blend == "hold":
+            numbers = numbers[numbers[:, 0] < timeline.frames]
+        positions, values = numbers[:, 0], numbers[:, 1]
+        order = np.argsort(positions, kind="stable")
+        positions, values = positions[order], values[order]
+        if len(positions) == 0 or (np.diff(positions) == 0).any():
+            return None
+        return cls(source, positions, values, timeline, blend, field)
+
+    def evaluate(self, variables: Mapping[str, np.ndarray | float] | None = None) -> np.ndarray:
+        return np.interp(np.arange(self.timeline.frames, dtype=np.float64), self._anchors, self._values)
+
+    def at(self, frame: int, variables: Mapping[str, float] | None = None, *, seconds: float | None = None) -> float:
+        return float(np.interp(frame, self._anchors, self._values))
 
 
 def _order(keys: list[Keyframe], timeline: Timeline, blend: Blend, source: str, field: str | None) -> list[Keyframe]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import colorsys
 
+import coherence_reference
 import cv2
 import numpy as np
 import pytest
@@ -12,6 +13,7 @@ from skimage.color import rgb2lab
 from skimage.exposure import match_histograms
 
 from engine.coherence import (
+    ColorReference,
     add_noise,
     apply_contrast,
     gaussian_blur,
@@ -20,6 +22,7 @@ from engine.coherence import (
     lab_to_rgb,
     match_colors,
     perlin,
+    perlin_octaves,
     rgb_to_hsv,
     rgb_to_lab,
     unsharp_mask,
@@ -139,3 +142,57 @@ def test_random_seeds_are_reproducible_and_schedule_overrides():
     assert seeds == [seed_at(5, "random", i) for i in range(5)] and len(set(seeds)) == 5 and seeds[0] == 5
     assert seed_at(5, "schedule", 3, scheduled=1234.9) == 1234
     assert seed_at(5, "schedule", 3, scheduled=-1) == seed_at(5, "random", 3)
+
+
+# -- the fast paths give the straightforward forms' values ---------------------------------------
+
+
+def _smooth_frame(seed: int, size: tuple[int, int] = (160, 224)) -> torch.Tensor:
+    noise = torch.rand(1, 3, *size, generator=torch.Generator().manual_seed(seed))
+    return coherence_reference.gaussian_blur(noise, 9, 3.0) ** torch.tensor([1.0, 1.6, 0.7]).view(1, 3, 1, 1)
+
+
+@pytest.mark.parametrize(
+    "size, res, octaves, persistence", [((512, 512), (8, 8), 4, 0.5), ((50, 77), (3.5, 7.2), 3, 0.7)]
+)
+def test_perlin_as_one_matrix_product_is_the_per_corner_form(size, res, octaves, persistence):
+    fast = perlin_octaves(*size, res, octaves, persistence, torch.Generator().manual_seed(9))
+    plain = coherence_reference.perlin_octaves(*size, res, octaves, persistence, torch.Generator().manual_seed(9))
+    assert (fast - plain).abs().max() < 1e-5
+
+
+@pytest.mark.parametrize("kind", ["perlin", "uniform"])
+def test_grain_is_the_straightforward_grain_and_a_repeated_seed_draws_it_again(kind):
+    image = _smooth_frame(1)
+    fast = add_noise(image, 0.3, 11, kind=kind, perlin_cells=(6, 5), octaves=3, persistence=0.6)
+    plain = coherence_reference.add_noise(image, 0.3, 11, kind=kind, perlin_cells=(6, 5), octaves=3, persistence=0.6)
+    assert (fast - plain).abs().max() < 1e-6
+    again = add_noise(image, 0.3, 11, kind=kind, perlin_cells=(6, 5), octaves=3, persistence=0.6)
+    assert torch.equal(fast, again) and not torch.equal(fast, add_noise(image, 0.3, 12, kind=kind))
+
+
+@pytest.mark.parametrize("kernel, sigma", [(5, 1.0), (3, 0.0), (11, 2.5)])
+def test_blur_as_shifted_sums_is_the_convolution(kernel, sigma):
+    image = _smooth_frame(2)
+    assert (
+        gaussian_blur(image, kernel, sigma) - coherence_reference.gaussian_blur(image, kernel, sigma)
+    ).abs().max() < 1e-6
+    tiny = torch.rand(1, 3, 3, 4, generator=torch.Generator().manual_seed(3))
+    assert (gaussian_blur(tiny, 9, 2.0) - coherence_reference.gaussian_blur(tiny, 9, 2.0)).abs().max() < 1e-6
+
+
+@pytest.mark.parametrize("space", ["LAB", "HSV", "RGB"])
+def test_colour_match_by_lookup_is_within_a_level_of_per_pixel_interpolation(space):
+    frame, reference = _smooth_frame(4), _smooth_frame(5) * 0.6 + 0.2
+    forward, backward = {"LAB": (rgb_to_lab, lab_to_rgb), "HSV": (rgb_to_hsv, hsv_to_rgb), "RGB": (lambda x: x,) * 2}[
+        space
+    ]
+    ranges = [(0.0, 100.0), (-128.0, 128.0), (-128.0, 128.0)] if space == "LAB" else [(0.0, 1.0)] * 3
+    source, target = forward(frame), forward(reference)
+    plain = backward(
+        torch.stack(
+            [coherence_reference.match_channel(source[:, c], target[:, c], *ranges[c]) for c in range(3)], dim=1
+        )
+    ).clamp(0, 1)
+    fast = ColorReference(reference, space).match(frame)
+    assert (fast - plain).abs().max() <= 1 / 255

@@ -1,0 +1,107 @@
+"""The anchors' own code, for the benchmarks' baselines.
+
+``deforum/`` holds files of deforum-art/sd-webui-deforum at ``DEFORUM_COMMIT``, byte for byte
+(AGPL-3.0, their copyright headers kept; ``DEFORUM_BLOBS`` are their git blob hashes). The
+files import A1111's modules, so :func:`deforum` runs just the named top-level functions,
+classes and assignments of a file, with the libraries they call supplied by name.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+import re
+import warnings
+from pathlib import Path
+from types import SimpleNamespace
+
+DEFORUM_COMMIT = "322426851408ebca2cd49492bfeb1ec86e1dc869"
+DEFORUM_BLOBS = {
+    "animation.py": "8123770cfc570ce5de6af3f640012088fab96e7b",
+    "animation_key_frames.py": "ca4aa43106b3e635798b5ee84d014b7876756430",
+    "colors.py": "b95d9384a1888d69d09b774387097999724d65fc",
+    "image_sharpening.py": "cb911de9418b9be49d263c4ec1afb71858c4e014",
+    "noise.py": "3085d3fe0b9f58e096bf6655e2388a82c25b7fda",
+    "prompt.py": "c317ebaae007d613ce70460a73e1bf16c9d841cc",
+}
+DEFORUM_DIR = Path(__file__).parent / "deforum"
+
+
+def _libraries() -> dict:
+    """What the Deforum files import, under the names they import it as."""
+    import cv2
+    import numexpr
+    import numpy as np
+    import pandas as pd
+    import torch
+    from einops import rearrange
+    from PIL import ImageOps
+    from skimage.exposure import match_histograms
+    from torch.nn.functional import interpolate
+
+    return {
+        "cv2": cv2,
+        "np": np,
+        "torch": torch,
+        "math": math,
+        "re": re,
+        "numexpr": numexpr,
+        "pd": pd,
+        "rearrange": rearrange,
+        "ImageOps": ImageOps,
+        "match_histograms": match_histograms,
+        "interpolate": interpolate,
+    }
+
+
+def _defined(node: ast.stmt) -> set[str]:
+    if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+        return {node.name}
+    if isinstance(node, ast.Assign):
+        return {target.id for target in node.targets if isinstance(target, ast.Name)}
+    return set()
+
+
+def deforum(file: str, *names: str, **extra) -> SimpleNamespace:
+    """The named top-level definitions of ``deforum/<file>``, run in one namespace holding the
+    libraries and ``extra`` (definitions taken from other files)."""
+    with warnings.catch_warnings():  # their regexes are written with invalid escapes ("\\S")
+        warnings.simplefilter("ignore", SyntaxWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        tree = ast.parse((DEFORUM_DIR / file).read_text(), filename=str(DEFORUM_DIR / file))
+    chosen = [node for node in tree.body if _defined(node) & set(names)]
+    missing = set(names) - set().union(*(_defined(node) for node in chosen))
+    if missing:
+        raise LookupError(f"{file} has no {', '.join(sorted(missing))}")
+    namespace = {**_libraries(), **extra}
+    exec(compile(ast.Module(chosen, type_ignores=[]), str(DEFORUM_DIR / file), "exec"), namespace)
+    return SimpleNamespace(**{name: namespace[name] for name in names})
+
+
+def deforum_frame_functions() -> SimpleNamespace:
+    """Deforum's per-frame 2D functions: warp, colour match, unsharp mask and grain."""
+    animation = deforum("animation.py", "sample_to_cv2", "anim_frame_warp_2d")
+    noise = deforum(
+        "noise.py",
+        "deforum_noise_gen",
+        "rand_perlin_2d",
+        "rand_perlin_2d_octaves",
+        "condition_noise_mask",
+        "add_noise",
+        sample_to_cv2=animation.sample_to_cv2,
+    )
+    return SimpleNamespace(
+        anim_frame_warp_2d=animation.anim_frame_warp_2d,
+        maintain_colors=deforum("colors.py", "maintain_colors").maintain_colors,
+        unsharp_mask=deforum("image_sharpening.py", "unsharp_mask").unsharp_mask,
+        add_noise=noise.add_noise,
+        rand_perlin_2d_octaves=noise.rand_perlin_2d_octaves,
+    )
+
+
+def deforum_frame_interpolater():
+    """Deforum's schedule parser class (``FrameInterpolater``)."""
+    prompt = deforum("prompt.py", "check_is_number")
+    return deforum(
+        "animation_key_frames.py", "FrameInterpolater", check_is_number=prompt.check_is_number
+    ).FrameInterpolater

@@ -1,0 +1,49 @@
+"""What every bench shares: medians of timed runs, the machine in words, and ``--json``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+
+def median_seconds(work: Callable[[int], object], repeats: int, sync: Callable[[], None] = lambda: None) -> float:
+    """Median wall time of ``work(i)`` over ``repeats`` runs after one warm-up run."""
+    work(0)
+    sync()
+    times = []
+    for index in range(repeats):
+        start = time.perf_counter()
+        work(index + 1)
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def machine() -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            cpu = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    return f"{cpu}, {os.cpu_count()} cores{gpu}, Python {platform.python_version()}, torch {torch.__version__}"
+
+
+def arguments(description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    return parser
+
+
+def report(result: dict, as_json: bool) -> None:
+    """The result as one JSON line when asked (after the human-readable lines)."""
+    if as_json:
+        print(json.dumps({"machine": machine(), **result}))
