@@ -108,16 +108,69 @@ def test_guidance_with_the_linear_decoder_runs_and_changes_the_image(tiny):
     assert (guided - plain).abs().mean() > 0.01
 
 
+class LatentsPerStep:
+    """The latents entering each step, as the UNet receives them (its no-grad calls only: the
+    extra differentiable call that ``gradient_wrt="x"`` makes is not a step)."""
+
+    def __init__(self, unet) -> None:
+        self.seen: list[torch.Tensor] = []
+        self.handle = unet.register_forward_pre_hook(self._record)
+
+    def _record(self, module, args) -> None:
+        if not torch.is_grad_enabled():
+            self.seen.append(args[0].detach().clone())
+
+    def run(self, backend, guidance: GuidanceRequest | None) -> list[torch.Tensor]:
+        """The latents entering each of the STEPS steps, then the image."""
+        self.seen = []
+        image = generate(backend, guidance)
+        assert len(self.seen) == STEPS
+        return [*self.seen, image]
+
+
+@pytest.fixture
+def latents_per_step(tiny):
+    recorder = LatentsPerStep(tiny.unet)
+    yield recorder
+    recorder.handle.remove()
+
+
+def first_difference(one: list[torch.Tensor], other: list[torch.Tensor]) -> int | None:
+    """The index of the first step whose entering latents differ (STEPS: only the image), else None."""
+    return next((index for index, (a, b) in enumerate(zip(one, other, strict=True)) if not torch.equal(a, b)), None)
+
+
+def differs_from(one: list[torch.Tensor], other: list[torch.Tensor], start: int) -> bool:
+    """Bit-identical before ``start``, different at ``start`` and at every later step."""
+    pairs = list(zip(one, other, strict=True))
+    return all(torch.equal(a, b) for a, b in pairs[:start]) and not any(torch.equal(a, b) for a, b in pairs[start:])
+
+
 @pytest.mark.parametrize(
     ("timing", "expected"),
     [(3, [2, 5, 8]), ([0.25, 0.5], [2, 5]), ([1.0, 2.0, 10.0], [0, 1, 9]), ("none", list(range(STEPS)))],
 )
-def test_inject_timing_guides_exactly_the_listed_steps(tiny, timing, expected):
+def test_inject_timing_guides_exactly_the_listed_steps(tiny, latents_per_step, timing, expected):
+    """Guidance at step k shows in the latents entering step k + 1: a run guided at the listed
+    steps equals the plain run up to the first of them and differs from the step after it on,
+    and each listed step, added to the ones before it, first changes the latents right after it."""
     assert sorted(guided_steps(timing, STEPS)) == expected
-    generate(tiny, GuidanceRequest(options(grad_inject_timing=timing), {"mean_scale": 1.0}))
-    assert tiny.guided_steps == expected
-    generate(tiny)
-    assert tiny.guided_steps == []  # no scale on: no step is guided
+
+    def guided(timing) -> list[torch.Tensor]:
+        return latents_per_step.run(tiny, GuidanceRequest(options(grad_inject_timing=timing), {"mean_scale": 4000.0}))
+
+    plain = latents_per_step.run(tiny, None)
+    assert first_difference(latents_per_step.run(tiny, None), plain) is None  # the recording itself is repeatable
+    by_timing = guided(timing)
+    assert differs_from(by_timing, plain, expected[0] + 1)
+    before = plain
+    for count, step in enumerate(expected, start=1):
+        up_to_here = guided([float(listed + 1) for listed in expected[:count]])  # 1-based step numbers
+        assert first_difference(up_to_here, before) == step + 1, f"guiding step {step} changed other steps"
+        before = up_to_here
+    assert first_difference(by_timing, before) is None  # the timing guides those steps and no other
+    with_no_scale = latents_per_step.run(tiny, GuidanceRequest(options(grad_inject_timing=timing), {"mean_scale": 0.0}))
+    assert first_difference(with_no_scale, plain) is None  # no scale on: no step is guided
 
 
 def test_thresholds_bound_the_gradient():
