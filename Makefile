@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
-DEBIAN_PACKAGES := libportaudio2
+DEBIAN_PACKAGES := libportaudio2 pulseaudio pulseaudio-utils
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test setup system-packages lint bench clean

@@ -9,9 +9,11 @@ lost the last values stay and ``error`` says what happened.
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,8 +150,23 @@ def input_devices() -> list[InputDevice]:
     ]
 
 
+PULSE_PREFIX = "pulse:"
+_environment = threading.Lock()  # PULSE_SOURCE is process-wide: one stream opens at a time
+
+
 class MicrophoneSource:
-    """A sounddevice input stream feeding :class:`LiveEnvelopes`."""
+    """A sounddevice input stream feeding :class:`LiveEnvelopes`.
+
+    ``device`` is a PortAudio input (number or name, as ``main.py audio devices`` lists them) or
+    a PulseAudio source (``pactl list short sources``): ``"pulse:NAME"``, or a bare name
+    PortAudio does not know while PortAudio has its ``pulse`` device. A PulseAudio source is
+    opened through that device with ``PULSE_SOURCE`` set while the stream opens (libpulse reads
+    it when the ALSA plugin connects), so nothing changes for other programs.
+
+    When the input goes away (unplugged, its PulseAudio source unloaded, the sound server
+    gone) PortAudio ends the stream: the envelopes keep their last values and their ``error``
+    names the input. :meth:`reconnect` opens it again when the user says it is back.
+    """
 
     def __init__(
         self,
@@ -161,48 +178,134 @@ class MicrophoneSource:
         bpm: float = 0.0,
     ) -> None:
         sounddevice = _sounddevice()
-        try:
-            info = sounddevice.query_devices(device, "input")
-        except (ValueError, sounddevice.PortAudioError) as error:
-            raise AudioError(
-                f"no audio input {'named ' + repr(device) if device is not None else 'is available'} ({error})",
-                field="input_device",
-                hint="run `main.py audio devices` to list inputs, or use --audio-file",
-            ) from None
+        self.device, self.pulse_source, info = _choose_input(sounddevice, device)
+        self.name = self.pulse_source or info["name"]
+        self.label = f"{self.name!r} (PulseAudio source)" if self.pulse_source else repr(self.name)
         self.rate = int(rate or info["default_samplerate"])
+        self.block = block
         self.envelopes = LiveEnvelopes(filters, self.rate, fps, bpm)
+        self.stream = None
+        self._generation = 0  # the stream a finished callback belongs to
+        try:
+            self._open()
+        except AudioError:
+            self.envelopes.close()
+            raise
+
+    def _open(self) -> None:
+        sounddevice = _sounddevice()
+        self._generation += 1
+        generation = self._generation
 
         def callback(data, frames, timing, status) -> None:
             self.envelopes.push(data[:, 0])
 
-        def finished() -> None:
-            self.envelopes.fail("the audio input stopped (unplugged?); keeping the last values")
+        def finished() -> None:  # PortAudio ended the stream: its device failed, or close()
+            if generation == self._generation:
+                self.envelopes.fail(
+                    f"lost the audio input {self.label}: it stopped (unplugged?); "
+                    "keeping the last values until it is reconnected"
+                )
 
         try:
-            self.stream = sounddevice.InputStream(
-                device=device,
-                channels=1,
-                samplerate=self.rate,
-                blocksize=block,
-                dtype="float32",
-                callback=callback,
-                finished_callback=finished,
-            )
-            self.stream.start()
-        except sounddevice.PortAudioError as error:
-            self.envelopes.close()
+            with _pulse_source(self.pulse_source):
+                stream = sounddevice.InputStream(
+                    device=self.device,
+                    channels=1,
+                    samplerate=self.rate,
+                    blocksize=self.block,
+                    dtype="float32",
+                    callback=callback,
+                    finished_callback=finished,
+                )
+                stream.start()
+        except (sounddevice.PortAudioError, ValueError) as error:
+            where = " (check `pactl list short sources`)" if self.pulse_source else ""
             raise AudioError(
-                f"the audio input cannot be opened ({error})",
+                f"the audio input {self.label} cannot be opened{where} ({error})",
                 field="input_device",
                 hint="check the device, or use --audio-file",
             ) from None
+        self.stream = stream
+
+    def reconnect(self) -> None:
+        """Open the input again (re-plugged): the envelopes carry on; raises :class:`AudioError`
+        (and says so in ``envelopes.error``) while it is still gone."""
+        stream, self.stream = self.stream, None
+        self._generation += 1  # the old stream's end is not a loss
+        if stream is not None:
+            stream.close()
+        try:
+            self._open()
+        except AudioError as error:
+            self.envelopes.fail(f"the audio input {self.label} is still gone: {error.message}")
+            raise
+        self.envelopes.error = None
 
     def values(self) -> dict[str, float]:
         return self.envelopes.values()
 
     def close(self) -> None:
-        self.stream.close()
+        self._generation += 1
+        if self.stream is not None:
+            self.stream.close()
         self.envelopes.close()
+
+
+def _choose_input(sounddevice, device: int | str | None) -> tuple[int | str | None, str | None, dict]:
+    """(the PortAudio device to open, the PulseAudio source to ask for or None, its info)."""
+    pulse = None
+    if isinstance(device, str) and device.startswith(PULSE_PREFIX):
+        pulse = device[len(PULSE_PREFIX) :]
+    elif isinstance(device, str) and _portaudio_pulse(sounddevice) is not None:
+        try:
+            sounddevice.query_devices(device, "input")
+        except (ValueError, sounddevice.PortAudioError):
+            pulse = device  # not PortAudio's: a PulseAudio source name
+    if pulse is not None:
+        index = _portaudio_pulse(sounddevice)
+        if index is None:
+            raise AudioError(
+                f"no PulseAudio input for the source {pulse!r}: PortAudio has no 'pulse' device",
+                field="input_device",
+                hint="start PulseAudio (pulseaudio --start) or PipeWire's pulse server, or choose an input "
+                "from `main.py audio devices`",
+            )
+        return index, pulse, sounddevice.query_devices(index)
+    try:
+        return device, None, sounddevice.query_devices(device, "input")
+    except (ValueError, sounddevice.PortAudioError) as error:
+        raise AudioError(
+            f"no audio input {'named ' + repr(device) if device is not None else 'is available'} ({error})",
+            field="input_device",
+            hint="run `main.py audio devices` to list inputs, or use --audio-file",
+        ) from None
+
+
+def _portaudio_pulse(sounddevice) -> int | None:
+    """PortAudio's device for the PulseAudio server (ALSA's ``pulse`` plugin), if it has one."""
+    for index, device in enumerate(sounddevice.query_devices()):
+        if device["name"] == "pulse" and device["max_input_channels"] > 0:
+            return index
+    return None
+
+
+@contextmanager
+def _pulse_source(name: str | None):
+    """``PULSE_SOURCE=name`` while a stream opens (nothing when ``name`` is None)."""
+    if name is None:
+        yield
+        return
+    with _environment:
+        before = os.environ.get("PULSE_SOURCE")
+        os.environ["PULSE_SOURCE"] = name
+        try:
+            yield
+        finally:
+            if before is None:
+                del os.environ["PULSE_SOURCE"]
+            else:
+                os.environ["PULSE_SOURCE"] = before
 
 
 class FileSource:

@@ -125,6 +125,16 @@ class LiveSession:
         with self._lock:
             self.controls = dataclasses.replace(self.controls, **changes)
 
+    def reconnect(self) -> str:
+        """Open the audio input again once the user has plugged it back: the envelopes carry on
+        where they stopped and the status stops saying it was lost. Raises ``AudioError`` (and
+        the status says so) while it is still gone."""
+        reconnect = getattr(self.source, "reconnect", None)
+        if reconnect is None:
+            raise DriftwaveError("only a microphone or line-in can be reconnected", field="control")
+        reconnect()
+        return f"reconnected the audio input {self.source.label}"
+
     def snapshot(self, folder: Path) -> Path:
         """The picture on screen as a PNG in ``folder``."""
         if self.image is None:
