@@ -214,7 +214,7 @@ def apply_contrast(image: torch.Tensor, contrast: float) -> torch.Tensor:
 def _grid_weights(size: int, cells: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(size, cells + 1) weights of each grid line along one axis: for the gradient component
     across the axis (faded bilinear weight) and along it (the same times the distance)."""
-    u = (torch.arange(size, dtype=torch.float32) + 0.5) * (cells / size)  # cell coordinates
+    u = torch.arange(size, dtype=torch.float32) * (cells / size)  # cell coordinates, as rand_perlin_2d's grid
     near = u.floor().long().clamp(max=cells - 1)
     offset = u - near
     fade = offset * offset * offset * (offset * (offset * 6 - 15) + 10)
@@ -262,7 +262,7 @@ def perlin_octaves(
 
 
 @functools.lru_cache(maxsize=2)
-def _grain(
+def _noise_image(
     seed: int,
     shape: tuple[int, int, int],
     kind: str,
@@ -270,14 +270,25 @@ def _grain(
     octaves: int,
     persistence: float,
 ) -> torch.Tensor:
-    """The grain for a seed (kept: a fixed seed draws the same grain every frame)."""
+    """Deforum's noise image for a seed, in [0, 1] (kept: a fixed seed draws it every frame).
+
+    As ``noise.add_noise`` makes it: white noise at the size rounded down to 64, perlin-shaped
+    (``perlin_w`` cells down, ``perlin_h`` across, as Deforum passes them) and scaled back up
+    (nearest), mapped from [-1, 1]; channels reversed, as Deforum's frames are BGR there.
+    """
+    channels, height, width = shape
     generator = torch.Generator().manual_seed(seed % 2**63)
-    height, width = shape[1:]
-    noise = torch.randn(shape, generator=generator)
-    if kind == "perlin":
-        shaped = perlin_octaves(height, width, (perlin_cells[1], perlin_cells[0]), octaves, persistence, generator)
+    if kind != "perlin":
+        noise = torch.randn(shape, generator=generator)
+    else:
+        rows, columns = max(height - height % 64, 64), max(width - width % 64, 64)
+        noise = torch.randn((channels, rows, columns), generator=generator)
+        cells = (int(perlin_cells[0]), int(perlin_cells[1]))
+        shaped = perlin_octaves(rows, columns, cells, octaves, persistence, generator)
         noise = noise.mul_(shaped.add_(1).mul_(0.5))
-    return noise
+        if (rows, columns) != (height, width):
+            noise = F.interpolate(noise.unsqueeze(1), size=(height, width)).squeeze(1)
+    return noise.flip(0).mul_(0.5).add_(0.5).clamp_(0, 1)
 
 
 def add_noise(
@@ -290,11 +301,21 @@ def add_noise(
     octaves: int = 4,
     persistence: float = 0.5,
 ) -> torch.Tensor:
-    """Deforum's grain: white noise times ``amount`` in [-1, 1] units, perlin-shaped if asked."""
+    """Deforum's grain (``noise.add_noise``): the frame blended, by ``amount``, with a noise image
+    (``cv2.addWeighted(frame, 1 - amount, noise, amount)``). ``perlin_cells`` = (perlin_w, perlin_h)."""
     if amount == 0:
         return image
-    grain = _grain(seed, tuple(image.shape[1:]), kind, tuple(perlin_cells), octaves, persistence)
-    return torch.add(image, grain.to(image).unsqueeze(0), alpha=amount / 2).clamp_(0, 1)
+    noise = _noise_image(seed, tuple(image.shape[1:]), kind, tuple(perlin_cells), octaves, persistence)
+    return torch.lerp(image, noise.to(image).unsqueeze(0), amount).clamp_(0, 1)
+
+
+def add_white_noise(image: torch.Tensor, amount: float, seed: int) -> torch.Tensor:
+    """The notebook's init-image noise: white noise times ``amount`` added in [-1, 1] units."""
+    if amount == 0:
+        return image
+    generator = torch.Generator().manual_seed(seed % 2**63)
+    noise = torch.randn(image.shape[1:], generator=generator).to(image).unsqueeze(0)
+    return torch.add(image, noise, alpha=amount / 2).clamp_(0, 1)
 
 
 def gaussian_blur(image: torch.Tensor, kernel: int, sigma: float) -> torch.Tensor:

@@ -355,7 +355,7 @@ class Loop:
             return None
         init = self.init_image
         if self.settings.init.add_init_noise and self.settings.init.init_noise > 0:
-            init = coherence.add_noise(init, self.settings.init.init_noise * 2, seed, kind="uniform")
+            init = coherence.add_white_noise(init, self.settings.init.init_noise * 2, seed)
         return init
 
     def _first_strength(self) -> float:

@@ -188,8 +188,8 @@ class CoherenceSettings(Group):
     legacy_colormatch: bool = Field(False, description="match colors before adding noise (Deforum's old order)")
     diffusion_cadence: int = Field(2, ge=1, le=50, description="diffuse every N-th frame; between them warp and blend")
     noise_type: Literal["uniform", "perlin"] = Field("perlin", description="grain added per frame: uniform or perlin")
-    perlin_w: float = Field(8, gt=0, le=64, description="perlin noise cells across")
-    perlin_h: float = Field(8, gt=0, le=64, description="perlin noise cells down")
+    perlin_w: float = Field(8, gt=0, le=64, description="perlin noise cells down (Deforum's name; it passes it first)")
+    perlin_h: float = Field(8, gt=0, le=64, description="perlin noise cells across (Deforum's name)")
     perlin_octaves: int = Field(4, ge=1, le=7, description="perlin noise octaves")
     perlin_persistence: float = Field(0.5, ge=0, le=1, description="perlin noise persistence between octaves")
 
@@ -290,17 +290,18 @@ class ResumeSettings(Group):
 
 
 class ImageSettings(Group):
-    W: int = Field(512, ge=64, le=8192, description="width in pixels (multiple of 64)")
-    H: int = Field(512, ge=64, le=8192, description="height in pixels (multiple of 64)")
+    W: int = Field(512, ge=64, le=8192, description="width in pixels (multiple of 8)")
+    H: int = Field(512, ge=64, le=8192, description="height in pixels (multiple of 8)")
     bit_depth_output: Literal[8, 16, 32] = Field(8, description="bits per channel of saved frames")
     tiling: bool = Field(False, description="seamless tiling: the image wraps around at its edges, as a texture")
 
     @field_validator("W", "H")
     @classmethod
-    def _multiple_of_64(cls, value: int, info: Any) -> int:
-        rounded = max(64, value - value % 64)
+    def _multiple_of_8(cls, value: int, info: Any) -> int:
+        """Whole latents, rounded down as Deforum does (webui_sd_pipeline.py: ``x - x % 8``)."""
+        rounded = max(64, value - value % 8)
         if rounded != value:
-            notify(f"image.{info.field_name} {value} is not a multiple of 64: using {rounded}")
+            notify(f"image.{info.field_name} {value} is not a multiple of 8: using {rounded}")
         return rounded
 
 

@@ -1,6 +1,6 @@
 """The straightforward forms of engine.coherence's fast paths, as they were written before
-(per-corner perlin, per-pixel histogram interpolation, depthwise convolution blur): the fast
-paths must give their values."""
+(per-corner perlin at pixel corners, per-pixel histogram interpolation, depthwise convolution
+blur): the fast paths must give their values."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ def perlin(height: int, width: int, res: tuple[float, float], generator: torch.G
     rows, cols = max(math.ceil(res[0]), 1), max(math.ceil(res[1]), 1)
     angles = 2 * math.pi * torch.rand(rows + 1, cols + 1, generator=generator)
     gradients = torch.stack([torch.cos(angles), torch.sin(angles)], dim=-1)
-    u = (torch.arange(height, dtype=torch.float32) + 0.5) * (rows / height)
-    v = (torch.arange(width, dtype=torch.float32) + 0.5) * (cols / width)
+    u = torch.arange(height, dtype=torch.float32) * (rows / height)
+    v = torch.arange(width, dtype=torch.float32) * (cols / width)
     i0, j0 = u.floor().long().clamp(max=rows - 1), v.floor().long().clamp(max=cols - 1)
     fu, fv = (u - i0).unsqueeze(1), (v - j0).unsqueeze(0)
 
@@ -41,16 +41,6 @@ def perlin_octaves(height, width, res, octaves, persistence, generator) -> torch
         noise += amplitude * perlin(height, width, (res[0] * frequency, res[1] * frequency), generator)
         frequency, amplitude = frequency * 2, amplitude * persistence
     return noise
-
-
-def add_noise(image, amount, seed, *, kind="perlin", perlin_cells=(8, 8), octaves=4, persistence=0.5):
-    generator = torch.Generator().manual_seed(seed % 2**63)
-    _, channels, height, width = image.shape
-    noise = torch.randn((channels, height, width), generator=generator)
-    if kind == "perlin":
-        shape = perlin_octaves(height, width, (perlin_cells[1], perlin_cells[0]), octaves, persistence, generator)
-        noise = noise * (shape + 1) / 2
-    return (image + noise.to(image).unsqueeze(0) * amount / 2).clamp(0, 1)
 
 
 def _cdf(values: torch.Tensor, low: float, high: float, bins: int) -> torch.Tensor:

@@ -59,13 +59,14 @@ def test_every_field_has_help_text():
     assert undocumented == []
 
 
-def test_sizes_round_down_to_64_with_a_notice():
+def test_sizes_round_down_to_8_as_deforum_with_a_notice():
     with collecting_notices() as notices:
         s = settings_from_data({"image": {"W": 700, "H": 129}})
-    assert (s.image.W, s.image.H) == (640, 128)
+    assert (s.image.W, s.image.H) == (696, 128)
+    assert (settings_from_data({"image": {"W": 720, "H": 1280}}).image.W) == 720  # common in users' files
     assert notices == [
-        "image.W 700 is not a multiple of 64: using 640",
-        "image.H 129 is not a multiple of 64: using 128",
+        "image.W 700 is not a multiple of 8: using 696",
+        "image.H 129 is not a multiple of 8: using 128",
     ]
 
 
