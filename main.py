@@ -105,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     prompts.add_argument(
         "--json",
         action="store_true",
-        help='print {"positive": [[text, weight]...], "negative": [...], "loras": [[name, weight]...]}',
+        help='print {"positive": [[text, weight]...], "negative": [...], "loras": [[name, weight]...]}, '
+        'and "schedule": the texts per step range, with A1111 prompt editing',
     )
     _add_overrides(prompts)
     prompts.set_defaults(run=run_prompts)
@@ -410,7 +411,7 @@ def run_prompts(args: argparse.Namespace) -> int:
         )
     result = plan.prompts.at(frame)
     if args.json:
-        print(json.dumps(result.as_json(), ensure_ascii=False))
+        print(json.dumps(result.as_json(_steps_counted(plan, frame)), ensure_ascii=False))
         return 0
     print(f"frame {frame} ({frame / plan.timeline.fps:.2f} s)")
     for side, entries in (("positive", result.positive), ("negative", result.negative)):
@@ -423,6 +424,20 @@ def run_prompts(args: argparse.Namespace) -> int:
         if not entries:
             print("  (none)")
     return 0
+
+
+def _steps_counted(plan, frame: int) -> int:
+    """The steps A1111 schedules prompt editing over at ``frame``: the frame's steps, twice for a
+    second-order sampler (as the render's request has them)."""
+    from engine.a1111 import total_steps
+    from engine.samplers import canonical_sampler
+
+    sampling = plan.settings.sampling
+    steps = int(plan.values["sampling.steps_schedule"][frame]) if sampling.enable_steps_scheduling else sampling.steps
+    sampler = sampling.sampler
+    if sampling.enable_sampler_scheduling:
+        sampler = canonical_sampler(plan.text_schedules["sampling.sampler_schedule"].at(frame)) or sampler
+    return total_steps(max(steps, 1), sampler)
 
 
 def run_values(args: argparse.Namespace) -> int:

@@ -17,11 +17,14 @@ side. Between keys the prompts cross-fade over ``prompt_blend_frames`` (0 cuts a
 ``<lora:NAME:W>`` tags are taken out of the text first (:mod:`engine.a1111`). With
 ``prompt_syntax = "a1111"`` (what the Deforum importer sets) a prompt is read as A1111 reads
 it: no scenes and no ``|`` or ``text:weight`` sub-prompts, so colons and bars are text;
-``AND`` parts with A1111's ``:weight``; brackets that do not pair up are text.
+``AND`` parts with A1111's ``:weight``; brackets that do not pair up are text; prompt editing
+``[from:to:when]`` and alternation ``[a|b]`` switch the text between sampling steps as A1111
+schedules them (:meth:`FramePrompt.by_step`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 import re
@@ -77,15 +80,40 @@ class SubPrompt:
     source: str  # as written, markup included
     chunks: tuple[Chunk, ...]
     weight: Weight
+    edits: Edits | None = None  # A1111 prompt editing / alternation: another text from some step on
 
     @property
     def plain(self) -> str:
-        """What the text encoder reads: markup removed. Encoded once, cached by this text."""
+        """What the text encoder reads: markup removed. Encoded once, cached by this text.
+        With ``edits``: the text as written; the encoder reads :meth:`by_step`'s sub-prompts."""
         return "".join("" if chunk.is_break else chunk.text for chunk in self.chunks)
+
+    def by_step(self, steps: int) -> list[tuple[int, SubPrompt]]:
+        """(last step, sub-prompt) pairs over ``steps`` sampling steps; one pair without edits."""
+        return [(steps, self)] if self.edits is None else self.edits.by_step(steps, self.weight)
 
     def shown(self, scope: Mapping[str, float]) -> str:
         """The source with every backtick weight replaced by its value at ``scope``."""
         return re.sub(r"`[^`]*`", lambda m: _number(_backtick_value(m.group(0), self, scope)), self.source)
+
+
+@dataclass(frozen=True)
+class Edits:
+    """A sub-prompt's prompt editing and alternation, parsed as A1111 parses them
+    (:func:`engine.a1111.parse_editing`); its texts per step are read like any sub-prompt."""
+
+    tree: tuple
+    names: frozenset[str]
+    where: str  # the settings field, for errors in a text's weights
+    _read: dict = field(default_factory=dict, compare=False, repr=False)
+
+    def by_step(self, steps: int, weight: Weight) -> list[tuple[int, SubPrompt]]:
+        pairs = []
+        for end, text in a1111.edit_schedule(self.tree, steps):
+            if (text, weight) not in self._read:
+                self._read[text, weight] = _subprompt(text, weight, self.names, field=self.where, source=text, offset=0)
+            pairs.append((end, self._read[text, weight]))
+        return pairs
 
 
 @dataclass(frozen=True)
@@ -117,12 +145,53 @@ class FramePrompt:
     scope: dict[str, float]
     loras: list[tuple[str, float]] = field(default_factory=list)  # (name, weight), weight != 0
 
-    def as_json(self) -> dict[str, list[list]]:
-        return {
+    def as_json(self, steps: int | None = None) -> dict[str, list]:
+        """The sub-prompts and weights; with ``steps`` and prompt editing, also the text of each
+        step range: ``"schedule": [{"until_step": 5, "positive": ..., "negative": ...}, ...]``."""
+        shown = {
             "positive": [[sub.shown(self.scope), weight] for sub, weight in self.positive],
             "negative": [[sub.shown(self.scope), weight] for sub, weight in self.negative],
             "loras": [[name, weight] for name, weight in self.loras],
         }
+        if steps is not None and self.edited:
+            shown["schedule"] = [
+                {"until_step": end, **{side: part.as_json()[side] for side in ("positive", "negative")}}
+                for end, part in self.by_step(steps)
+            ]
+        return shown
+
+    @property
+    def edited(self) -> bool:
+        """Whether a sub-prompt changes between sampling steps (A1111 prompt editing)."""
+        return any(sub.edits is not None for sub, _ in self.positive + self.negative)
+
+    def by_step(self, steps: int) -> list[tuple[int, FramePrompt]]:
+        """The frame's prompt per sampling step, as A1111 schedules it over ``steps`` steps:
+        (last step, prompt without edits) pairs; step ``i`` (from 0) is conditioned by the first
+        pair whose last step is ``i`` or later (:func:`engine.a1111.schedule_index`)."""
+        if not self.edited:
+            return [(steps, self)]
+        parts = {sub: sub.by_step(steps) for sub, _ in self.positive + self.negative if sub.edits is not None}
+        ends = sorted({end for pairs in parts.values() for end, _ in pairs})
+
+        def at(sub: SubPrompt, step: int) -> SubPrompt:
+            if sub.edits is None:
+                return sub
+            pairs = parts[sub]
+            return pairs[a1111.schedule_index([end for end, _ in pairs], step)][1]
+
+        return [
+            (
+                end,
+                FramePrompt(
+                    [(at(sub, end), weight) for sub, weight in self.positive],
+                    [(at(sub, end), weight) for sub, weight in self.negative],
+                    self.scope,
+                    self.loras,
+                ),
+            )
+            for end in ends
+        ]
 
     def emphasis(self, sub: SubPrompt) -> list[tuple[str, float]]:
         """Token-level emphasis of ``sub`` at this frame: (text, multiplier) runs."""
@@ -325,13 +394,8 @@ def _parse_side(
 
 
 def _parse_a1111_side(text: str, names, *, field: str) -> tuple[SubPrompt, ...]:
-    """A1111's reading: ``AND`` parts with an optional trailing ``:weight``, emphasis inside."""
-    text, edited = a1111.resolve_editing(text)
-    if edited:
-        notify(
-            f"{field}: prompt editing/alternation {', '.join(edited)} switches between sampling steps in A1111; "
-            "here each frame uses the text that holds for most of its steps"
-        )
+    """A1111's reading: ``AND`` parts with an optional trailing ``:weight``, emphasis inside; each
+    part's prompt editing and alternation switch its text between sampling steps."""
     unpaired = a1111.unpaired_brackets(text)
     if unpaired:
         column = unpaired[0]
@@ -344,7 +408,12 @@ def _parse_a1111_side(text: str, names, *, field: str) -> tuple[SubPrompt, ...]:
     for part, start, weight in a1111.and_parts(text):
         if part.strip():
             factor = Weight(float(weight)) if weight is not None else Weight()
-            subprompts.append(_subprompt(part, factor, names, field=field, source=text, offset=start))
+            sub = _subprompt(part, factor, names, field=field, source=text, offset=start)
+            tree = a1111.parse_editing(part)
+            if tree is not None:  # shown as written; the encoder reads the text of each step
+                edits = Edits(tree, frozenset(names), field)
+                sub = dataclasses.replace(sub, chunks=(Chunk(sub.source, Weight()),), edits=edits)
+            subprompts.append(sub)
     return tuple(subprompts)
 
 

@@ -20,7 +20,7 @@ class ModelLoadError(DriftwaveError):
 class GenerationRequest:
     """One image to make. ``strength`` is Deforum's: the share of ``init`` kept (0 = a new image)."""
 
-    prompt: FramePrompt
+    prompt: FramePrompt  # with A1111 prompt editing, prompt.by_step(steps) gives the text of each step
     seed: int
     width: int
     height: int

@@ -38,7 +38,9 @@ class TextConditioner:
         self._pooled: dict[str, torch.Tensor] = {}
 
     def frame_embeddings(self, frame: FramePrompt, clip_skip: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-        """(positive, negative) prompt embeddings of one frame, padded to the same length."""
+        """(positive, negative) prompt embeddings of one frame, padded to the same length. A frame
+        with prompt editing is encoded per step range: one of ``frame.by_step(steps)``'s prompts."""
+        _unedited(frame)
         positive = self._side(frame, frame.positive, clip_skip)
         negative = self._side(frame, frame.negative, clip_skip)
         length = max(positive.shape[1], negative.shape[1])
@@ -128,6 +130,7 @@ class TextConditioner:
 
     def frame_pooled(self, frame: FramePrompt) -> tuple[torch.Tensor, torch.Tensor]:
         """(positive, negative) pooled embeddings: the sub-prompts' averaged by weight."""
+        _unedited(frame)
 
         def side(entries: list[tuple[SubPrompt, float]]) -> torch.Tensor:
             total = sum(weight for _, weight in entries)
@@ -150,6 +153,11 @@ class TextConditioner:
             model = getattr(self.text_encoder, "text_model", self.text_encoder)  # transformers 4 nests it
             hidden = model.final_layer_norm(layer)
         return hidden.to(self.dtype)
+
+
+def _unedited(frame: FramePrompt) -> None:
+    if frame.edited:
+        raise ValueError("a prompt with prompt editing is encoded per step: use one of frame.by_step(steps)")
 
 
 class SDXLConditioner:

@@ -16,11 +16,13 @@ from urllib.parse import urlparse
 
 import torch
 
+from engine import a1111
 from engine.backends.base import GenerationRequest, ModelLoadError
 from engine.backends.conditioning import SDXLConditioner, TextConditioner
 from engine.backends.loras import PromptLoras, lora_folders
 from engine.backends.schedulers import make_scheduler
 from engine.guidance import clamp_gradient, fit_linear_decoder, guided_steps, linear_decode, losses
+from engine.prompts import FramePrompt
 
 
 def pick_device(requested: str | None) -> torch.device:
@@ -92,10 +94,14 @@ class DiffusionBackend:
     def generate(self, request: GenerationRequest) -> torch.Tensor:
         self.loras.apply(request.prompt.loras)
         self._tile(request.tiling)
-        positive, negative = self.conditioner.frame_embeddings(request.prompt, request.clip_skip)
         guidance_embedding = self._guidance_embedding(request.cfg)
         classifier_free = request.cfg > 1.0 and guidance_embedding is None
-        embeddings = torch.cat([negative, positive]) if classifier_free else positive
+        # A1111's prompt editing: each text encoded once, chosen per step by A1111's step counter
+        counted = a1111.total_steps(request.steps, request.sampler)  # two counts a step for second-order samplers
+        by_step = request.prompt.by_step(counted)
+        conditionings = self._conditionings([frame for _, frame in by_step], request, classifier_free)
+        ends = [end for end, _ in by_step]
+        embeddings, added = conditionings[0]
 
         scheduler = self._scheduler(request.sampler, request.threshold)
         scheduler.set_timesteps(request.steps, device=self.device)
@@ -123,7 +129,6 @@ class DiffusionBackend:
         self.guided_steps = sorted(guided)
 
         together = request.guidance is None or request.guidance.settings.cond_uncond_sync
-        added = self._size_conditioning(request, classifier_free)
 
         def unet(model_input: torch.Tensor, timestep, conditioning: torch.Tensor, rows: slice) -> torch.Tensor:
             inputs = {}
@@ -156,6 +161,9 @@ class DiffusionBackend:
             return noise_prediction
 
         for index, timestep in enumerate(timesteps):
+            if len(conditionings) > 1:  # the closures read these: A1111 counts a model call a step
+                counter = index * (counted // request.steps) // scheduler.order
+                embeddings, added = conditionings[a1111.schedule_index(ends, counter)]
             noise_prediction = predict(latents, timestep)
             if index in guided:
                 noise_prediction = self._guided(
@@ -170,11 +178,23 @@ class DiffusionBackend:
 
     # -- steps of the loop --------------------------------------------------------------------------
 
-    def _size_conditioning(self, request, classifier_free: bool) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def _conditionings(self, frames: list[FramePrompt], request, classifier_free: bool) -> list[tuple]:
+        """(prompt embeddings, SDXL's added inputs or None) of each prompt, made once per distinct
+        prompt: (negative, positive) rows with classifier-free guidance."""
+        made: dict[tuple, tuple] = {}
+        for frame in frames:
+            key = (tuple(frame.positive), tuple(frame.negative))
+            if key not in made:
+                positive, negative = self.conditioner.frame_embeddings(frame, request.clip_skip)
+                embeddings = torch.cat([negative, positive]) if classifier_free else positive
+                made[key] = (embeddings, self._size_conditioning(frame, request, classifier_free))
+        return [made[tuple(frame.positive), tuple(frame.negative)] for frame in frames]
+
+    def _size_conditioning(self, frame: FramePrompt, request, classifier_free: bool):
         """SDXL's added inputs: the pooled prompt and (original size, crop, target size)."""
         if not self.sdxl:
             return None
-        positive, negative = self.conditioner.frame_pooled(request.prompt)
+        positive, negative = self.conditioner.frame_pooled(frame)
         sizes = torch.tensor([[request.height, request.width, 0, 0, request.height, request.width]], device=self.device)
         pooled = torch.cat([negative, positive]) if classifier_free else positive
         return pooled, sizes.to(self.dtype).repeat(len(pooled), 1)
