@@ -24,6 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from audio.live import FileSource  # noqa: E402
 from audio.load import load_audio  # noqa: E402
+from bench.architectures import sd_turbo_folder  # noqa: E402
 from bench.common import arguments, report  # noqa: E402
 from engine.backends import load_backend  # noqa: E402
 from engine.backends.diffusion import DiffusionBackend  # noqa: E402
@@ -51,68 +52,6 @@ def live_rate(settings, backend, seconds: float) -> tuple[float, float]:
     finally:
         source.close()
     return summary.mean_fps, summary.mean_latency_ms
-
-
-def sd_turbo_folder(folder: Path) -> Path:
-    """sd-turbo's architecture (SD 2.1 UNet and VAE, OpenCLIP-H-sized text encoder), random weights."""
-    from diffusers import (
-        AutoencoderKL,
-        EulerDiscreteScheduler,
-        StableDiffusionPipeline,
-        UNet2DConditionModel,
-    )
-    from transformers import CLIPTextConfig, CLIPTextModel
-
-    from engine.backends.tiny import tiny_tokenizer
-
-    torch.manual_seed(0)
-    unet = UNet2DConditionModel(
-        sample_size=64,
-        block_out_channels=(320, 640, 1280, 1280),
-        layers_per_block=2,
-        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-        cross_attention_dim=1024,
-        attention_head_dim=(5, 10, 20, 20),
-        use_linear_projection=True,
-    )
-    vae = AutoencoderKL(
-        block_out_channels=(128, 256, 512, 512),
-        down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4,
-        layers_per_block=2,
-        latent_channels=4,
-        sample_size=512,
-    )
-    text = CLIPTextModel(
-        CLIPTextConfig(
-            hidden_size=1024,
-            intermediate_size=4096,
-            num_attention_heads=16,
-            num_hidden_layers=23,
-            projection_dim=512,
-            hidden_act="gelu",
-            vocab_size=49408,
-            bos_token_id=512,
-            eos_token_id=513,
-            pad_token_id=513,
-        )
-    )
-    scheduler = EulerDiscreteScheduler(
-        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", timestep_spacing="trailing"
-    )
-    pipeline = StableDiffusionPipeline(
-        unet=unet,
-        vae=vae,
-        text_encoder=text,
-        tokenizer=tiny_tokenizer(),
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipeline.save_pretrained(folder)
-    return folder
 
 
 def bare_rate(folder: Path, device: str, dtype: torch.dtype, seconds: float) -> float:
