@@ -516,12 +516,11 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 
 def run_audio_analyze(args: argparse.Namespace) -> int:
-    from audio.load import load_audio
+    from audio.load import track_seconds
 
     frames = args.frames
     if frames is None:
-        track = load_audio(args.file, field="file")
-        frames = max(int((track.seconds - args.offset) * args.fps), 1)
+        frames = max(int((track_seconds(args.file, field="file") - args.offset) * args.fps), 1)
     analysis = _analyze(args.file, args.filters, args.offset, args.fps, frames, None)
     names = list(analysis.values)
     if args.json:
@@ -569,14 +568,13 @@ def run_audio_devices(args: argparse.Namespace) -> int:
 
 
 def _analyze(path: str, filter_specs: list[str], offset: float, fps: float, frames: int, bpm: float | None):
-    from audio.envelopes import analyze
-    from audio.load import load_audio
+    from audio.envelopes import analyze_file
     from engine.presets import settings_from_data
 
     filters = [_parse_filter(spec) for spec in filter_specs]
     data = {"audio": {"file": path, "offset": offset, "bpm": bpm or 0.0, "filters": filters}}
     settings = settings_from_data(data)
-    return analyze(load_audio(path, field="file"), settings.audio, frames, fps)
+    return analyze_file(path, settings.audio, frames, fps, field="file")  # cached: each track analysed once
 
 
 def _parse_filter(spec: str) -> dict:

@@ -8,17 +8,20 @@ of the track are 0, with one notice.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
+import tempfile
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy import signal
 
 from audio.load import AudioError, Track, load_audio
-from engine.errors import notify
+from engine.errors import collecting_notices, notify
 from engine.settings import AudioFilter, AudioSettings
 
 BUILT_IN = ("amp", "onset", "beat", "bpm")
@@ -33,6 +36,8 @@ class BandFilter:
 
 def design_filter(spec: AudioFilter, rate: int, *, field: str = "audio.filters") -> BandFilter:
     """A Butterworth bandpass f_center ± f_width/2, clipped to (0, Nyquist)."""
+    from scipy import signal  # here, not at the top: a cached analysis needs no scipy.signal
+
     nyquist = rate / 2
     low, high = spec.f_center - spec.f_width / 2, spec.f_center + spec.f_width / 2
     if low >= nyquist * 0.999 or high <= 0:
@@ -106,6 +111,7 @@ class Analysis:
     values: dict[str, np.ndarray] = field(default_factory=dict)
     bpm: float | None = None
     beat_frames: list[int] = field(default_factory=list)
+    from_cache: bool = False  # read back from analyze_file's cache, not computed
 
 
 def analyze(
@@ -117,7 +123,7 @@ def analyze(
     need: set[str] | None = None,
 ) -> Analysis:
     """Envelopes of every filter (and ``amp``/``onset``/``beat``/``bpm`` when in ``need``)."""
-    need = set(BUILT_IN) | {f.name for f in settings.filters} if need is None else need
+    need = needed(settings, need)
     starts = frame_starts(frames, fps, track.rate, settings.offset)
     if settings.offset >= track.seconds:
         raise AudioError(
@@ -132,6 +138,8 @@ def analyze(
     bands = [design_filter(spec, track.rate) for spec in settings.filters if spec.name in need]
 
     def envelope(band: BandFilter) -> np.ndarray:  # sosfilt releases the GIL: filters run in parallel
+        from scipy import signal
+
         filtered = signal.sosfilt(band.sos, track.samples)
         return _shape(window_rms(filtered, starts, overwrite=True), settings, fps)
 
@@ -155,22 +163,28 @@ def _shape(values: np.ndarray, settings: AudioSettings, fps: float) -> np.ndarra
 
 def _rhythm(track: Track, starts: np.ndarray, fps: float, offset: float) -> tuple[np.ndarray, list[int], float]:
     """Onset strength per frame (its peak in the window), beat frames and the global tempo."""
-    os.environ.setdefault("NUMBA_CACHE_DIR", str(_cache_dir() / "numba"))
-    import librosa
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(_cache_dir() / "numba"))  # before librosa imports numba
+    import librosa.onset
 
-    hop = 2 ** max(round(math.log2(track.rate / 172.0)), 6)  # about 6 ms
+    from audio.beats import beat_track  # librosa.beat's tracker without its per-process JIT compile
+
+    hop = onset_hop(track.rate)
     envelope = librosa.onset.onset_strength(y=track.samples, sr=track.rate, hop_length=hop)
-    tempo, beat_positions = librosa.beat.beat_track(onset_envelope=envelope, sr=track.rate, hop_length=hop)
+    tempo, beat_positions = beat_track(envelope, track.rate, hop)
     onset_samples = np.arange(len(envelope)) * hop
     frame_of = np.searchsorted(starts, onset_samples, side="right") - 1
     frames = len(starts) - 1
     onset = np.zeros(frames)
     inside = (frame_of >= 0) & (frame_of < frames)
     np.maximum.at(onset, frame_of[inside], envelope[inside])
-    beat_samples = librosa.frames_to_samples(beat_positions, hop_length=hop)
-    beat_frames = np.searchsorted(starts, beat_samples, side="right") - 1
+    beat_frames = np.searchsorted(starts, beat_positions * hop, side="right") - 1
     beats = sorted({int(b) for b in beat_frames if 0 <= b < frames})
-    return normalise(onset, "peak"), beats, float(np.atleast_1d(tempo)[0])
+    return normalise(onset, "peak"), beats, tempo
+
+
+def onset_hop(rate: int) -> int:
+    """Samples between onset-strength frames: a power of two near 172 frames a second (~6 ms)."""
+    return 2 ** max(round(math.log2(rate / 172.0)), 6)
 
 
 def beat_ramp(beats: list[int], frames: int) -> np.ndarray:
@@ -183,12 +197,109 @@ def beat_ramp(beats: list[int], frames: int) -> np.ndarray:
     return ramp
 
 
+def needed(settings: AudioSettings, need: set[str] | None) -> set[str]:
+    """The variables to compute: ``need``, or every filter and built-in when it is None."""
+    return set(BUILT_IN) | {f.name for f in settings.filters} if need is None else set(need)
+
+
 def _cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "driftwave"
+
+
+def analysis_cache_dir() -> Path:
+    """Where analyses are kept: ``$DRIFTWAVE_ANALYSIS_CACHE``, else ``<cache dir>/analysis``."""
+    return Path(os.environ.get("DRIFTWAVE_ANALYSIS_CACHE") or _cache_dir() / "analysis")
+
+
+ANALYSIS_VERSION = 1  # part of every cache key: bump it when the analysis computes anything differently
+
+
+def analyze_file(
+    path: str | Path,
+    settings: AudioSettings,
+    frames: int,
+    fps: float,
+    *,
+    need: set[str] | None = None,
+    field: str = "audio.file",
+) -> Analysis:
+    """:func:`analyze` of the track at ``path``, computed once per content, settings and frames.
+
+    The key is the sha256 of the file's bytes and of everything else that shapes the result
+    (the audio settings but the file's name, frames, fps, the variables needed); the entry is
+    an .npz under :func:`analysis_cache_dir`, written atomically. A damaged entry is computed
+    again and replaced; the notices of the first analysis are given again on each read.
+    """
+    path, need = Path(path), needed(settings, need)
+    entry = cache_entry(path, settings, frames, fps, need)
+    cached = _read_entry(entry) if entry else None
+    if cached is not None:
+        analysis, notices = cached
+    else:
+        with collecting_notices() as notices:
+            analysis = analyze(load_audio(path, field=field), settings, frames, fps, need=need)
+        if entry:
+            _write_entry(entry, analysis, notices)
+    for notice in notices:
+        notify(notice)
+    return analysis
+
+
+def cache_entry(path: Path, settings: AudioSettings, frames: int, fps: float, need: set[str]) -> Path | None:
+    """The cache file of this analysis, or None when the track cannot be read (load_audio says why)."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as track:
+            while chunk := track.read(1 << 20):
+                digest.update(chunk)
+    except OSError:
+        return None
+    inputs = {
+        "version": ANALYSIS_VERSION,
+        "audio": settings.model_dump(mode="json", exclude={"file"}),
+        "frames": frames,
+        "fps": fps,
+        "need": sorted(need),
+    }
+    digest.update(json.dumps(inputs, sort_keys=True).encode())
+    return analysis_cache_dir() / f"{digest.hexdigest()}.npz"
+
+
+def _read_entry(entry: Path) -> tuple[Analysis, list[str]] | None:
+    try:
+        with open(entry, "rb") as handle, np.load(handle, allow_pickle=False) as stored:  # ours to close
+            names = [str(name) for name in stored["names"]]
+            values = {name: stored[f"value_{name}"] for name in names}
+            bpm = float(stored["bpm"])
+            beat_frames = [int(frame) for frame in stored["beat_frames"]]
+            notices = [str(notice) for notice in stored["notices"]]
+    except (OSError, ValueError, TypeError, KeyError, EOFError, zipfile.BadZipFile):  # missing or damaged: redo
+        return None
+    return Analysis(values, None if math.isnan(bpm) else bpm, beat_frames, from_cache=True), notices
+
+
+def _write_entry(entry: Path, analysis: Analysis, notices: list[str]) -> None:
+    arrays = {f"value_{name}": values for name, values in analysis.values.items()}
+    arrays |= {
+        "names": np.array(list(analysis.values), dtype=str),
+        "bpm": np.array(math.nan if analysis.bpm is None else analysis.bpm),
+        "beat_frames": np.array(analysis.beat_frames, dtype=np.int64),
+        "notices": np.array(notices, dtype=str),
+    }
+    temporary = None
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=entry.parent, prefix=entry.stem, suffix=".tmp", delete=False) as out:
+            temporary = Path(out.name)
+            np.savez(out, **arrays)
+        os.replace(temporary, entry)  # readers see the old entry or the whole new one, never a part
+    except OSError:  # a cache that cannot be written (read-only, full disk) only costs the next run time
+        if temporary is not None:
+            temporary.unlink(missing_ok=True)
 
 
 def analyze_settings(settings, frames: int, fps: float, need: set[str] | None = None) -> Analysis | None:
     """The analysis for a run's settings, or None when the preset has no audio file."""
     if not settings.audio.file:
         return None
-    return analyze(load_audio(settings.audio.file), settings.audio, frames, fps, need=need)
+    return analyze_file(settings.audio.file, settings.audio, frames, fps, need=need)

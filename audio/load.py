@@ -44,6 +44,17 @@ def load_audio(path: str | Path, *, field: str = "audio.file") -> Track:
     return Track(np.ascontiguousarray(samples, dtype=np.float32), int(rate), path)
 
 
+def track_seconds(path: str | Path, *, field: str = "audio.file") -> float:
+    """The track's length, from its header where soundfile reads one (no decoding)."""
+    try:
+        import soundfile
+
+        info = soundfile.info(str(path))
+        return info.frames / info.samplerate
+    except Exception:  # not soundfile's, or not there: the full reading says what is wrong
+        return load_audio(path, field=field).seconds
+
+
 def _decode_with_ffmpeg(path: Path, field: str) -> tuple[np.ndarray, int]:
     import imageio_ffmpeg
 

@@ -51,6 +51,12 @@ def _no_network():
     socket.getaddrinfo = original
 
 
+@pytest.fixture(autouse=True)
+def _analysis_cache(tmp_path_factory, monkeypatch):
+    """Each test analyses its tracks afresh: audio.envelopes.analyze_file caches in a dir of its own."""
+    monkeypatch.setenv("DRIFTWAVE_ANALYSIS_CACHE", str(tmp_path_factory.mktemp("analysis")))
+
+
 @pytest.fixture
 def data_dir() -> Path:
     return DATA
