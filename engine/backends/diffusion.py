@@ -59,7 +59,6 @@ class DiffusionBackend:
         self.vae_scale = 2 ** (len(blocks) - 1)
         self._schedulers: dict[tuple, object] = {}
         self._linear_map: torch.Tensor | None = None  # latents -> RGB, fitted on first use
-        self.guided_steps: list[int] = []  # the steps the last image was guided at
         self._tiling = (False, 0)  # (circular padding, LoRAs loaded) the convolutions were last set for
         folders = lora_folders(model_settings.model, model_settings.lora_dir)
         self.loras = PromptLoras(pipeline, folders, on_change=self.conditioner.clear)
@@ -126,7 +125,6 @@ class DiffusionBackend:
         extra = self._step_kwargs(scheduler, request)
         guide = request.guidance if request.guidance is not None and request.guidance.active else None
         guided = guided_steps(guide.settings.grad_inject_timing, len(timesteps)) if guide else set()
-        self.guided_steps = sorted(guided)
 
         together = request.guidance is None or request.guidance.settings.cond_uncond_sync
 
