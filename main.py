@@ -389,7 +389,7 @@ def run_schedule(args: argparse.Namespace) -> int:
     if args.plot:
         from engine.plots import plot_curves
 
-        keys = [k.position for k in schedule.keyframes]
+        keys = list(schedule.positions)
         path = plot_curves([("value", values, keys)], args.plot, fps=args.fps, title=args.text)
         print(f"wrote {path}")
     elif args.json:
@@ -507,7 +507,7 @@ def run_inspect(args: argparse.Namespace) -> int:
         from engine.plots import plot_curves
 
         curves = [
-            (path.split(".")[-1], values, [k.position for k in plan.schedules[path].keyframes])
+            (path.split(".")[-1], values, list(plan.schedules[path].positions))
             for path, values in moving
         ]
         path = plot_curves(curves, args.plot, fps=timeline.fps, title=f"{preset.path.name}: schedules that move")

@@ -58,6 +58,16 @@ async def until_state(app: DriftwaveApp, pilot, *states: str, seconds: float) ->
     await pilot.pause()
 
 
+async def until(pilot, condition, what: str, seconds: float = 60.0) -> None:
+    """Let the app run until ``condition()`` holds: the wait is for the event, the deadline only
+    a guard against a hang (work chained through call_later and refreshes takes several turns)."""
+    for _ in range(int(seconds * 20)):
+        if condition():
+            return
+        await pilot.pause(0.05)
+    raise AssertionError(f"{what}: not within {seconds:g} s")
+
+
 def text(app: DriftwaveApp, selector: str) -> str:
     return str(app.query_one(selector, Static).render())
 
@@ -192,8 +202,9 @@ async def test_command_palette_offers_presets_render_and_every_field():
         assert {"Open preset…", "Save preset", "Import Deforum settings…", "Render"} <= set(titles)
         assert "Jump to perlin_octaves" in titles
         app.jump_to("coherence.perlin_octaves")
-        await pilot.pause()
-        assert app.focused is app.query_one("#field-coherence-perlin_octaves")
+        await until(pilot, lambda: app.query("#field-coherence-perlin_octaves"), "the group is built")
+        field = app.query_one("#field-coherence-perlin_octaves")
+        await until(pilot, lambda: app.focused is field, "the field has the cursor")
 
 
 async def test_save_keeps_comments_and_quit_guards_unsaved_edits(tmp_path):
@@ -204,8 +215,7 @@ async def test_save_keeps_comments_and_quit_guards_unsaved_edits(tmp_path):
         app.query_one("#prompt-text", TextArea).load_text("a quiet harbour")
         await pilot.pause()
         await pilot.press("ctrl+q")
-        await pilot.pause()
-        assert app.screen.query("#save")  # asked: save, discard or cancel
+        await until(pilot, lambda: app.screen.query("#save"), "asked: save, discard or cancel")
         await pilot.click("#save")
         await pilot.pause()
     saved = preset.read_text()
@@ -240,17 +250,18 @@ async def test_open_asks_before_dropping_edits_and_loads_the_other_preset(tmp_pa
         app.query_one("#prompt-text", TextArea).load_text("an edit not yet saved")
         await pilot.pause()
         app.action_open()
-        await pilot.pause()
+        await until(pilot, lambda: app.screen.query("#stay"), "asked before dropping the edits")
         await pilot.click("#stay")  # Cancel: nothing changes
-        await pilot.pause()
+        await until(pilot, lambda: not app.screen.query("#stay"), "the question closes")
         assert app.session.settings.prompts["0"] == "an edit not yet saved"
         app.action_open()
-        await pilot.pause()
+        await until(pilot, lambda: app.screen.query("#discard"), "asked again")
         await pilot.click("#discard")
-        await pilot.pause()
+        await until(pilot, lambda: app.screen.query("#ask-input"), "asked for the preset")
         app.screen.query_one("#ask-input", Input).value = str(ROOT / "presets" / "zoom_tunnel.toml")
         await pilot.press("enter")
-        await pilot.pause()
+        await until(pilot, lambda: app.session.path.name == "zoom_tunnel.toml", "the other preset opens")
+        await until(pilot, lambda: "zoom_tunnel.toml" in app.sub_title, "its name in the title")
         tunnel = load_preset(ROOT / "presets" / "zoom_tunnel.toml").settings
         assert app.session.path.name == "zoom_tunnel.toml" and not app.session.dirty
         assert app.query_one("#prompt-text", TextArea).text == tunnel.prompts[min(tunnel.prompts, key=int)]
@@ -261,20 +272,20 @@ async def test_import_a_deforum_file_lists_its_warnings():
     app = make()
     async with running(app) as pilot:
         app.action_import()
-        await pilot.pause()
+        await until(pilot, lambda: app.screen.query("#ask-input"), "asked for the file")
         app.screen.query_one("#ask-input", Input).value = str(ROOT / "tests" / "data" / "deforum_a1111_settings.txt")
         await pilot.press("enter")
-        await pilot.pause()
+        await until(pilot, lambda: app.session.path is None, "the import replaces the session")
         assert app.session.dirty and app.session.path is None  # unsaved until written
         assert app.session.settings.animation.blend == "hold"
         assert any(line.startswith("import: ") for line in app.query_one(RenderPane).lines)
         app.action_import()
-        await pilot.pause()
+        await until(pilot, lambda: app.screen.query("#discard"), "asked before dropping the import")
         await pilot.click("#discard")
-        await pilot.pause()
+        await until(pilot, lambda: app.screen.query("#ask-input"), "asked for the file")
         app.screen.query_one("#ask-input", Input).value = str(ROOT / "missing.txt")
         await pilot.press("enter")
-        await pilot.pause()
+        await until(pilot, lambda: any("missing.txt" in n.message for n in app._notifications), "the error shows")
         assert "missing.txt" in " ".join(n.message for n in app._notifications)
 
 

@@ -144,7 +144,9 @@ class DriftwaveApp(App):
         self.preview_interval = preview_interval
         self.live_options = live  # main.py live: the session's audio source and recording
         self.engine_state = "disconnected"
+        self.engine_pid: int | None = None  # the engine process that answers (its state says)
         self.job: dict | None = None
+        self.resumable: dict | None = None  # the run the engine was rendering when it vanished
         self._update_due: float | None = None
 
     def compose(self) -> ComposeResult:
@@ -236,7 +238,10 @@ class DriftwaveApp(App):
 
     def refresh_title(self) -> None:
         title = self.session.title if self.session else "loading"
-        self.sub_title = f"{title}  ·  engine {self.engine_state}"
+        state = self.engine_state
+        if state == "disconnected" and self.resumable:
+            state = f"stopped · Render resumes run {self.resumable['timestring']}"
+        self.sub_title = f"{title}  ·  engine {state}"
 
     # -- the engine --------------------------------------------------------------------------------
 
@@ -262,10 +267,17 @@ class DriftwaveApp(App):
     def _engine_gone(self, message: str) -> None:
         if not self.is_running:
             return
+        if self.engine_state in RUNNING:  # it vanished mid-render: the next Render resumes the run
+            self.resumable = _resumable_run(self.job)
         self.engine_state = "disconnected"
         self.refresh_title()
+        status = "disconnected — press Render to start a new engine"
+        if self.resumable:
+            run = self.resumable["timestring"]
+            status = f"stopped while rendering run {run}; your edits are kept — press Render to resume it"
+            message += f"; Render starts a new engine and resumes run {run}"
         if self.query("#pane-render"):
-            self.pane("render").show_state("disconnected — press Render to start a new engine", None)
+            self.pane("render").show_state(status, None)
         self.notify(message, title="Engine", severity="error", timeout=10)
 
     def on_engine_message(self, message: dict) -> None:
@@ -276,6 +288,7 @@ class DriftwaveApp(App):
         if kind == "state":
             first = self.engine_state == "disconnected"
             self.engine_state, self.job = message["state"], message.get("job")
+            self.engine_pid = message.get("pid", self.engine_pid)
             pane.show_state(self.engine_state, self.job)
             if (message.get("progress") or {}).get("total"):
                 pane.show_progress(**_progress(message["progress"]))
@@ -339,11 +352,17 @@ class DriftwaveApp(App):
         else:
             self.notify("attached to the running render: its settings are loaded", title="Engine")
 
-    async def _request(self, kind: str, **fields) -> None:
+    async def _request(self, kind: str, **fields) -> bool:
+        """Send a request; False (and a warning) when no engine takes it."""
         if not self.client.connected:
             self.notify("not connected to the engine", severity="warning")
-            return
-        await self.client.send(kind, **fields)
+            return False
+        try:
+            await self.client.send(kind, **fields)
+        except (EngineUnavailable, OSError) as error:  # it died just now: the engine loop says so
+            self.notify(f"the engine did not take the {kind} request ({error})", severity="warning")
+            return False
+        return True
 
     # -- edits --------------------------------------------------------------------------------------
 
@@ -381,11 +400,14 @@ class DriftwaveApp(App):
             self.notify("a render is running: pause or cancel it first", severity="warning")
             return
         if not self.client.connected:
-            self.engine_loop()
-            for _ in range(100):
-                if self.client.connected:
+            engine = self.engine_loop()
+            deadline = time.monotonic() + 30.0  # the client's start timeout, and its hello
+            while not (self.client.connected and self.engine_state != "disconnected"):  # hello answered
+                if engine.is_finished or time.monotonic() > deadline:
                     break
-                await self._sleep(0.1)
+                await self._sleep(0.05)
+            if self.engine_state in RUNNING:
+                return  # the engine it reached runs a render already: that one is shown, not replaced
         preset = str(self.session.path) if self.session.path else None
         settings = self.session.settings.model_dump(mode="json")
         if self.live_options is not None:
@@ -393,7 +415,29 @@ class DriftwaveApp(App):
             await self._request("submit", settings=settings, preset=preset, live=self.live_options)
             return
         self.action_tab("render")
+        if self.resumable:
+            await self._resume(self.resumable)
+            return
+        self._update_due = None  # the submit carries every edit
         await self._request("submit", settings=settings, preset=preset)
+
+    async def _resume(self, run: dict) -> None:
+        """Continue ``run`` (its engine vanished mid-render) from its last complete frame. The
+        resume renders with the settings saved in the run (and its recorded live edits); edits
+        made since are sent as a live edit once it runs, so they apply from the next frame."""
+        timestring, frame = run["timestring"], _resume_frame(run["folder"])
+        edited = self.session.settings.model_dump(mode="json") != run["settings"]
+        if not await self._request("submit", settings=run["settings"], preset=run["preset"], resume=timestring):
+            return  # still resumable: the next Render tries again
+        self.resumable = None
+        start = f"from frame {frame}" if frame is not None else "from its last complete frame"
+        pane = self.pane("render")
+        pane.show_state(f"resuming run {timestring} {start}", None)
+        pane.log(
+            f"resuming run {timestring} {start} with the settings saved in the run"
+            + ("; your edits follow as a live edit once it runs" if edited else "")
+        )
+        self._update_due = time.monotonic() if edited else None  # sent once the engine reports it running
 
     async def action_pause(self) -> None:
         await self._request("resume" if self.engine_state == "paused" else "pause")
@@ -476,6 +520,7 @@ class DriftwaveApp(App):
 
     async def _replace_session(self, session) -> None:
         self.session = session
+        self.resumable = None  # Render starts the new settings, not the stopped run of the old ones
         await self._mount_panes()
         self.refresh_title()
 
@@ -567,6 +612,37 @@ class DriftwaveApp(App):
         import asyncio
 
         await asyncio.sleep(seconds)
+
+
+def _resumable_run(job: dict | None) -> dict | None:
+    """What a new engine needs to resume the run ``job`` was rendering: its timestring (the run
+    folder's name), folder and settings. None for a live session or a job that had no run yet."""
+    if not job or job.get("live") is not None or not job.get("settings"):
+        return None
+    timestring = Path(job["folder"]).name if job.get("folder") else job.get("resume")
+    if not timestring:
+        return None
+    return {
+        "timestring": timestring,
+        "folder": job.get("folder"),
+        "settings": job["settings"],
+        "preset": job.get("preset"),
+    }
+
+
+def _resume_frame(folder: str | None) -> int | None:
+    """The frame a resume of the run in ``folder`` starts at: the frames its state.json counts as
+    complete, 0 before the first state was saved; None when that cannot be read."""
+    import json
+
+    if not folder:
+        return None
+    try:
+        return int(json.loads((Path(folder) / "state.json").read_text())["frames_done"])
+    except FileNotFoundError:
+        return 0
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _progress(fields: dict) -> dict:

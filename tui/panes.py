@@ -270,7 +270,7 @@ class MotionPane(Horizontal):
         except DriftwaveError as error:
             self.query_one("#schedule-error", Static).update(error_text(error))
             return
-        keys = [key.position for key in schedule.keyframes]
+        keys = list(schedule.positions)
         self.query_one("#schedule-plot").show(values, keys, self.current.split(".", 1)[1])
 
 
@@ -467,8 +467,10 @@ class RenderPane(Vertical):
             self.shown_frame = pending
 
     def show_state(self, state: str, job: dict | None) -> None:
-        folder = (job or {}).get("folder") or ""
-        self.query_one("#render-status", Label).update(f"engine: {state}" + (f" — {folder}" if folder else ""))
+        folder, resumed = (job or {}).get("folder") or "", (job or {}).get("resume")
+        text = f"engine: {state}" + (f" — {folder}" if folder else "")
+        text += f" (resuming run {resumed})" if resumed else ""
+        self.query_one("#render-status", Label).update(text)
         self.query_one("#render-pause", Button).label = "Resume" if state == "paused" else "Pause"
 
     def show_progress(self, frame: int, total: int, fps: float, eta: float | None) -> None:
