@@ -232,6 +232,12 @@ def run_render(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 130
+    except DriftwaveError as error:  # e.g. a full disk: once the run has begun, it can go on later
+        progress.finish()
+        if progress.timestring:
+            resume = f"then go on with: main.py render {args.preset} --resume {progress.timestring}"
+            error.hint = f"{error.hint}\n  {resume}" if error.hint else resume
+        raise
     progress.finish()
     print(f"{len(result.frames)} frames in {result.folder}")
     if result.video:
@@ -506,10 +512,7 @@ def run_inspect(args: argparse.Namespace) -> int:
     if args.plot:
         from engine.plots import plot_curves
 
-        curves = [
-            (path.split(".")[-1], values, list(plan.schedules[path].positions))
-            for path, values in moving
-        ]
+        curves = [(path.split(".")[-1], values, list(plan.schedules[path].positions)) for path, values in moving]
         path = plot_curves(curves, args.plot, fps=timeline.fps, title=f"{preset.path.name}: schedules that move")
         print(f"  wrote {path}")
     return 0

@@ -1,12 +1,15 @@
 """A run's folder: ``<outdir>/<batch_name>/<timestring>/`` with settings, frames, state, video.
 
-Frames and state are written atomically. ``state.json`` (plus ``state/*.pt`` tensors) holds
-what the loop needs to continue exactly where it stopped, so ``--resume`` reproduces the
-frames an uninterrupted run makes.
+Frames and state are written atomically (a hidden temporary file, flushed to disk, then renamed
+into place), so a render killed at any moment or stopped by a full disk leaves only whole files
+under their names. ``state.json`` (plus ``state/*.pt`` tensors) holds what the loop needs to
+continue exactly where it stopped, so ``--resume`` reproduces the frames an uninterrupted run
+makes.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -60,16 +63,24 @@ class RunFolder:
 
     @classmethod
     def find(cls, outdir: str, batch_name: str, timestring: str, filename_format: str) -> RunFolder:
+        """The run to resume: one with a state, or one stopped before its first state was saved
+        (it starts again from frame 0 with its saved settings). Temporary files left by a render
+        that was killed while writing are removed."""
         root = Path(outdir).expanduser() / batch_name / timestring
-        if not (root / "state.json").exists():
-            runs = sorted(p.name for p in root.parent.glob("*/state.json")) if root.parent.exists() else []
-            hint = (
-                f"runs of {batch_name}: {', '.join(Path(r).parent.name for r in runs)}"
-                if runs
-                else (f"no resumable runs under {root.parent}")
-            )
+        if not (root / "settings.toml").exists():
+            runs = sorted(p.parent.name for p in root.parent.glob("*/settings.toml")) if root.parent.exists() else []
+            hint = f"runs of {batch_name}: {', '.join(runs)}" if runs else f"no resumable runs under {root.parent}"
             raise DriftwaveError(f"there is no run {timestring} to resume in {root.parent}", hint=hint)
-        return cls(root, timestring, filename_format)
+        run = cls(root, timestring, filename_format)
+        run.remove_temporaries()
+        return run
+
+    def remove_temporaries(self) -> None:
+        """Half-written files (``.NAME.part``, a video's ``.NAME.silent.mp4``) of a killed render."""
+        for folder in (self.root, self.frames, self.state_dir):
+            for path in folder.glob(".*") if folder.is_dir() else ():
+                if path.is_file() and (".part" in path.name or ".silent." in path.name):
+                    path.unlink(missing_ok=True)
 
     def frame_path(self, index: int, *, seed: int = 0, prompt: str = "") -> Path:
         name = self.filename_format.format(index=index, timestring=self.timestring, seed=seed, prompt=_safe(prompt))
@@ -79,21 +90,25 @@ class RunFolder:
         return sorted(p for p in self.frames.iterdir() if p.is_file() and not p.name.startswith("."))
 
     def save_state(self, state: dict[str, Any], tensors: dict[str, torch.Tensor | None]) -> None:
-        """Write the tensors, then state.json naming them: a crash in between keeps the old state."""
-        self.state_dir.mkdir(exist_ok=True)
-        names = {}
-        for name, tensor in tensors.items():
-            if tensor is None:
-                continue
-            path = self.state_dir / f"{name}-{state['next_group']}.pt"
-            temporary = path.with_name(f".{path.name}.part")
-            torch.save(tensor.detach().cpu(), temporary)
-            os.replace(temporary, path)
-            names[name] = path.name
-        document = {"version": STATE_VERSION, **state, "tensors": names}
-        temporary = self.root / ".state.json.part"
-        temporary.write_text(json.dumps(document, indent=1))
-        os.replace(temporary, self.root / "state.json")
+        """Write the tensors, then state.json naming them: a crash in between keeps the old state,
+        and so does a write that fails (the new tensors are removed again)."""
+        names: dict[str, str] = {}
+        try:
+            self.state_dir.mkdir(exist_ok=True)
+            for name, tensor in tensors.items():
+                if tensor is None:
+                    continue
+                path = self.state_dir / f"{name}-{state['next_group']}.pt"
+                buffer = io.BytesIO()
+                torch.save(tensor.detach().cpu(), buffer)
+                write_bytes_atomically(path, buffer.getvalue())
+                names[name] = path.name
+            document = {"version": STATE_VERSION, **state, "tensors": names}
+            write_bytes_atomically(self.root / "state.json", json.dumps(document, indent=1).encode())
+        except (DriftwaveError, OSError) as error:
+            for written in names.values():
+                (self.state_dir / written).unlink(missing_ok=True)
+            raise _cannot_write(self.root / "state.json", error) from None
         for stale in self.state_dir.glob("*.pt"):
             if stale.name not in names.values():
                 stale.unlink(missing_ok=True)
@@ -114,9 +129,7 @@ class RunFolder:
             json.dumps({"from_frame": frame, "settings": settings.model_dump(mode="json")})
             for frame, settings in history
         ]
-        temporary = self.root / ".settings_history.jsonl.part"
-        temporary.write_text("".join(line + "\n" for line in lines))
-        os.replace(temporary, self.root / "settings_history.jsonl")
+        write_bytes_atomically(self.root / "settings_history.jsonl", "".join(line + "\n" for line in lines).encode())
 
     def load_history(self) -> list[tuple[int, Any]]:
         from engine.presets import settings_from_data
@@ -126,6 +139,33 @@ class RunFolder:
             return []
         entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         return [(entry["from_frame"], settings_from_data(entry["settings"])) for entry in entries]
+
+
+def write_bytes_atomically(path: Path, data: bytes) -> Path:
+    """``data`` as ``path``: a hidden temporary file, flushed to disk, renamed into place. When the
+    write fails (a full disk, a file size limit) the temporary file is removed and the old
+    ``path``, if any, stays as it was; the error says which file and why."""
+    temporary = path.with_name(f".{path.name}.part")
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        raise _cannot_write(path, error) from None
+    return path
+
+
+def _cannot_write(path: Path, error: Exception) -> DriftwaveError:
+    if isinstance(error, DriftwaveError):
+        return error
+    reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+    return DriftwaveError(
+        f"cannot write {path}: {reason}",
+        hint="free some disk space (or choose another outdir); the finished frames and the last saved state are kept",
+    )
 
 
 def check_filename_format(filename_format: str) -> None:

@@ -724,14 +724,21 @@ def _write_videos(run: RunFolder, settings: Settings, plan: Plan, frames: list[P
             audio, offset = Path(source), settings.video_input.extract_from_frame / info.fps
         else:
             emit({"type": "log", "message": f"{Path(source).name} has no sound: the video is silent"})
-    video = write_video(
-        frames,
-        run.root / "video.mp4",
-        settings.animation.fps,
-        audio=audio,
-        audio_offset=offset,
-        max_frames=settings.video.max_video_frames,
-    )
+    try:
+        video = write_video(
+            frames,
+            run.root / "video.mp4",
+            settings.animation.fps,
+            audio=audio,
+            audio_offset=offset,
+            max_frames=settings.video.max_video_frames,
+        )
+    except DriftwaveError as error:  # the frames are done: say so, and how to get the video
+        raise DriftwaveError(
+            f"the frames are done but the video is not: {error.message}",
+            field=error.field,
+            hint=f"the frames are kept in {run.frames}; resuming run {run.timestring} makes only the video",
+        ) from None
     emit({"type": "log", "message": f"wrote {video}"})
     if settings.video.save_srt:
         write_atomically(video.with_suffix(".srt"), as_srt(values_table(plan), settings.animation.fps))

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import DriftwaveError, ErrorGroup, collecting_notices
-from engine.protocol import MAX_LINE, REQUESTS, ProtocolError, decode, encode, socket_path, version_problem
+from engine.protocol import MAX_LINE, REQUESTS, ProtocolError, decode, encode, runtime_dir, socket_path, version_problem
 from engine.settings import Settings
 
 # what may change while a render runs; the rest (size, model, mode, output place) needs a new run
@@ -233,7 +233,8 @@ class Engine:
 
     def _on_control(self, message: dict) -> None:
         """Live mode's quick controls: strength, cfg, prompt, frozen (null: back to the schedule);
-        ``snapshot: true`` writes the picture to the session's folder."""
+        ``snapshot: true`` writes the picture to the session's folder; ``reconnect: true`` opens a
+        lost audio input again."""
         session = self.live_session
         if session is None:
             raise DriftwaveError("there is no live session to control", field="control", hint="start one: main.py live")
@@ -241,6 +242,8 @@ class Engine:
         session.control(**changes)
         if message.get("snapshot"):
             self._say(f"snapshot: {session.snapshot(Path(self.job['folder']) / 'snapshots')}")
+        if message.get("reconnect"):
+            self._say(session.reconnect())
         if changes:
             self._say("live: " + ", ".join(f"{key} {value}" for key, value in changes.items()))
 
@@ -318,8 +321,7 @@ class Engine:
                 error.message if not isinstance(error, ErrorGroup) else str(error), error.field or "render", error.hint
             )
         except Exception as error:  # a bug: the engine keeps serving and the TUI shows where
-            self._remember(traceback.format_exc())
-            self._fail(f"{type(error).__name__}: {error}", "engine (details in the engine log)", None)
+            self._bug(error)
 
     def _live(self, settings: Settings, options: dict) -> None:
         """A live session in <outdir>/<batch>/live-<time>/ (recording, snapshots); the newest
@@ -381,12 +383,19 @@ class Engine:
         except DriftwaveError as error:
             self._fail(error.message, error.field or "live", error.hint)
         except Exception as error:  # a bug: the engine keeps serving and the TUI shows where
-            self._remember(traceback.format_exc())
-            self._fail(f"{type(error).__name__}: {error}", "engine (details in the engine log)", None)
+            self._bug(error)
         finally:
             self.live_session = None
             if source is not None:
                 source.close()
+
+    def _bug(self, error: Exception) -> None:
+        """An exception that is not the user's to fix: the traceback to the log, the innermost
+        place it was raised to the clients."""
+        self._remember(traceback.format_exc())
+        self._fail(
+            f"{type(error).__name__}: {error}", raised_at(error), "a bug in Driftwave: the engine log has the traceback"
+        )
 
     def _fail(self, message: str, where: str, hint: str | None) -> None:
         self._remember(f"error: {message}")
@@ -407,6 +416,18 @@ class Engine:
     def _remember(self, message: str) -> None:
         self.log.append(message)
         print(message, flush=True)
+
+
+def raised_at(error: BaseException) -> str:
+    """``file:line in function`` of the innermost frame of ``error``'s traceback (a file of the
+    project relative to it)."""
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return "engine"
+    innermost, path = frames[-1], Path(frames[-1].filename)
+    with contextlib.suppress(ValueError):
+        path = path.resolve().relative_to(Path(__file__).resolve().parent.parent)
+    return f"{path}:{innermost.lineno} in {innermost.name}"
 
 
 def _validated(data: dict) -> Settings:
@@ -437,13 +458,67 @@ def _changed_paths(before: Settings, after: Settings) -> list[str]:
 
 
 def prepare_socket(path: Path) -> None:
-    """Private directory, stale socket removed, a live one refused."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(path.parent, 0o700)
-    if path.exists() or path.is_socket():
-        if engine_running(path):
-            raise DriftwaveError(f"an engine is already running on {path}", hint="the TUI attaches to it")
-        path.unlink()  # left behind by an engine that died
+    """A safe directory (see :func:`socket_directory`), a stale socket removed, a live one refused.
+
+    Only a socket of ours is ever removed: a file or a link at ``path``, or another user's
+    socket, is refused (a mistyped ``--socket`` must not delete a file).
+    """
+    socket_directory(path)
+    try:
+        found = path.lstat()
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(found.st_mode):
+        raise DriftwaveError(f"{path} exists and is not a socket", hint="choose another --socket path")
+    if found.st_uid != os.geteuid():
+        raise DriftwaveError(
+            f"the socket {path} belongs to another user", hint="choose another --socket path, in a directory of yours"
+        )
+    if engine_running(path):
+        raise DriftwaveError(f"an engine is already running on {path}", hint="the TUI attaches to it")
+    path.unlink()  # left behind by an engine that died
+
+
+def socket_directory(path: Path) -> Path:
+    """The directory of the socket ``path``, created 0700 when missing, checked when it exists.
+
+    An existing directory's mode is never changed (``--socket /tmp/x.sock`` leaves /tmp as it
+    is), except our own default one (:func:`runtime_dir`), which is made 0700 again. It must be
+    owned by this user (or root, who can reach our files anyway) and must not be writable by
+    group or others, unless it has the sticky bit: in a sticky directory such as /tmp others
+    may add files but cannot remove or rename ours, so nobody can put their socket in place of
+    ours, and the socket itself is 0600. Anything else is refused with a DriftwaveError.
+    """
+    directory = path.parent
+    try:
+        directory.mkdir(mode=0o700, parents=True)
+        os.chmod(directory, 0o700)  # we just made it: exactly 0700, whatever the umask
+        return directory
+    except FileExistsError:
+        pass
+    except OSError as error:
+        raise DriftwaveError(
+            f"cannot create the socket directory {directory} ({error.strerror})",
+            hint="choose a --socket path in a directory you can write",
+        ) from None
+    found = directory.stat()
+    if not stat.S_ISDIR(found.st_mode):
+        raise DriftwaveError(f"{directory} is not a directory", hint="choose another --socket path")
+    if found.st_uid not in (os.geteuid(), 0):
+        raise DriftwaveError(
+            f"the socket directory {directory} belongs to another user",
+            hint="choose a --socket path in a directory of yours (a new one is created private, 0700)",
+        )
+    if directory == runtime_dir() and found.st_uid == os.geteuid():
+        if stat.S_IMODE(found.st_mode) != 0o700:
+            os.chmod(directory, 0o700)  # our own directory: keep it private
+    elif found.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not found.st_mode & stat.S_ISVTX:
+        raise DriftwaveError(
+            f"the socket directory {directory} is writable by others "
+            f"(mode {stat.S_IMODE(found.st_mode):04o}), so they could replace the socket",
+            hint=f"run chmod go-w {directory}, or choose a --socket path in a directory of yours",
+        )
+    return directory
 
 
 def engine_running(path: Path) -> bool:
@@ -488,7 +563,7 @@ def spawn_engine(path: Path | None = None, *, idle_exit: float = 600.0) -> int:
     import subprocess
 
     path = path or socket_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    socket_directory(path)  # before engine.log is written there
     main = Path(__file__).resolve().parent.parent / "main.py"
     command = [sys.executable, str(main), "engine", "--socket", str(path), "--idle-exit", str(idle_exit)]
     launched = subprocess.run(

@@ -1,9 +1,20 @@
-"""Frames -> H.264 video (and GIF) with imageio-ffmpeg's ffmpeg; the soundtrack muxed in sync."""
+"""Frames -> H.264 video (and GIF) with imageio-ffmpeg's ffmpeg; the soundtrack muxed in sync.
+
+Every file appears under its name only once ffmpeg has finished it without an error; a failure
+(a full disk, a killed ffmpeg) raises a DriftwaveError in ffmpeg's own words and leaves no half
+video behind.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import re
+import signal
 import subprocess
+import tempfile
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -14,21 +25,73 @@ from engine.errors import DriftwaveError
 from engine.images import to_array
 
 
-def h264_writer(path: Path, size: tuple[int, int], fps: float):
-    """A started imageio-ffmpeg writer (yuv420p, so every player takes it): send it RGB arrays."""
-    writer = imageio_ffmpeg.write_frames(
-        str(path),
-        size,
-        fps=fps,
-        codec="libx264",
-        pix_fmt_out="yuv420p",
-        quality=None,
-        output_params=["-crf", "17"],
-        macro_block_size=2,
-        ffmpeg_log_level="error",
-    )
-    writer.send(None)
-    return writer
+class H264Writer:
+    """ffmpeg encoding the RGB arrays sent to it as H.264 (yuv420p, so every player takes it).
+
+    imageio-ffmpeg's writer never looks at ffmpeg's exit status, so a video cut short by a full
+    disk passed as written: this one does, and ``close`` raises with ffmpeg's reason.
+    """
+
+    def __init__(self, path: Path, size: tuple[int, int], fps: float, *, name: str | None = None) -> None:
+        width, height = size
+        self.path, self.name = path, name or path.name  # the name errors use: the video's, not a temporary's
+        command = [imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error", "-f", "rawvideo"]
+        command += ["-pix_fmt", "rgb24", "-s", f"{width}x{height}", "-r", str(Fraction(fps).limit_denominator())]
+        command += ["-i", "-", "-an", "-c:v", "libx264", "-pix_fmt", "yuv420p", "-crf", "17"]
+        if width % 2 or height % 2:  # yuv420p needs even sizes
+            command += ["-vf", f"scale={width + width % 2}:{height + height % 2}"]
+        self._errors = tempfile.TemporaryFile()  # noqa: SIM115 - what ffmpeg says, read once it exits
+        self.process = subprocess.Popen(
+            [*command, str(path)], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._errors
+        )
+        self._failure: DriftwaveError | None = None
+
+    def send(self, frame: np.ndarray) -> None:
+        try:
+            self.process.stdin.write(np.ascontiguousarray(frame, dtype=np.uint8).tobytes())
+        except OSError as error:  # ffmpeg has stopped: close() says why
+            self.close()
+            self.path.unlink(missing_ok=True)
+            raise DriftwaveError(f"ffmpeg stopped reading the frames of {self.name}: {error}") from None
+
+    def close(self) -> None:
+        """Wait for ffmpeg to finish the file; raise (each time asked) when it could not."""
+        if self._failure is not None:
+            raise self._failure
+        if self.process.returncode is None:
+            with contextlib.suppress(OSError):
+                self.process.stdin.close()
+            self.process.wait()
+            self._errors.seek(0)
+            said = self._errors.read().decode(errors="replace")
+            self._errors.close()
+            if self.process.returncode != 0:
+                self.path.unlink(missing_ok=True)
+                self._failure = DriftwaveError(
+                    f"ffmpeg could not write {self.name}: {_reason(self.process.returncode, said)}"
+                )
+                raise self._failure
+
+    def abort(self) -> None:
+        """Stop ffmpeg and remove what it wrote (the frames could not all be read)."""
+        if self.process.returncode is None:
+            self.process.kill()
+            with contextlib.suppress(OSError):
+                self.process.stdin.close()
+            self.process.wait()
+            self._errors.close()
+        self.path.unlink(missing_ok=True)
+
+
+def _reason(returncode: int, said: str) -> str:
+    """What went wrong, from ffmpeg's exit status and what it printed."""
+    if returncode < 0:
+        number = -returncode
+        if number == signal.SIGXFSZ:  # killed for writing past the file size limit
+            return os.strerror(errno.EFBIG)
+        return f"ffmpeg was stopped by {signal.Signals(number).name}"
+    lines = [re.sub(r"^\[[^\]]*\]\s*", "", line.strip()) for line in said.splitlines()]  # no "[out#0/mp4 @ 0x..]"
+    return "; ".join(dict.fromkeys(line for line in lines if line))[-300:] or f"ffmpeg exited with status {returncode}"
 
 
 def write_video(
@@ -48,10 +111,14 @@ def write_video(
     first = _read(frames[0])
     height, width = first.shape[:2]
     silent = path.with_name(f".{path.stem}.silent{path.suffix}")
-    writer = h264_writer(silent, (width, height), fps)
-    for frame in frames:
-        writer.send(np.ascontiguousarray(_read(frame)))
-    writer.close()
+    writer = H264Writer(silent, (width, height), fps, name=path.name)
+    try:
+        for frame in frames:
+            writer.send(_read(frame))
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
     return mux_audio(silent, audio, audio_offset, path)
 
 
@@ -70,7 +137,9 @@ def mux_audio(silent: Path, audio: Path | None, offset: float, path: Path) -> Pa
     silent.unlink(missing_ok=True)
     if result.returncode != 0:
         temporary.unlink(missing_ok=True)
-        raise DriftwaveError(f"ffmpeg could not add the soundtrack {audio}: {result.stderr.strip()[-300:]}")
+        raise DriftwaveError(
+            f"ffmpeg could not add the soundtrack {audio}: {_reason(result.returncode, result.stderr)}"
+        )
     os.replace(temporary, path)
     return path
 
@@ -82,7 +151,7 @@ class StreamRecorder:
     def __init__(self, path: Path, fps: float, size: tuple[int, int]) -> None:
         self.path, self.fps = path, fps
         self.silent = path.with_name(f".{path.stem}.silent{path.suffix}")
-        self.writer = h264_writer(self.silent, size, fps)
+        self.writer = H264Writer(self.silent, size, fps, name=path.name)
         self.slots = 0
         self.shown: np.ndarray | None = None
 
@@ -94,9 +163,13 @@ class StreamRecorder:
 
     def close(self, seconds: float, audio: Path | None = None, audio_offset: float = 0.0) -> Path:
         """End at ``seconds``; mux ``audio`` (which started ``-audio_offset`` s before frame 0)."""
-        if self.shown is not None:
-            self._hold_until(seconds, self.shown)
-        self.writer.close()
+        try:
+            if self.shown is not None:
+                self._hold_until(seconds, self.shown)
+            self.writer.close()
+        except BaseException:
+            self.writer.abort()
+            raise
         return mux_audio(self.silent, audio, audio_offset, self.path)
 
     def _hold_until(self, seconds: float, first: np.ndarray) -> None:
@@ -121,7 +194,7 @@ def write_gif(video: Path, path: Path, fps: float) -> Path:
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         temporary.unlink(missing_ok=True)
-        raise DriftwaveError(f"ffmpeg could not write {path.name}: {result.stderr.strip()[-300:]}")
+        raise DriftwaveError(f"ffmpeg could not write {path.name}: {_reason(result.returncode, result.stderr)}")
     os.replace(temporary, path)
     return path
 

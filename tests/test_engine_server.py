@@ -42,7 +42,8 @@ class Client:
         assert line, "the engine closed the connection"
         return json.loads(line)
 
-    def until(self, test, timeout: float = 90) -> tuple[dict, list[dict]]:
+    def until(self, test, timeout: float = 180) -> tuple[dict, list[dict]]:
+        """Messages up to the first that passes ``test``; the deadline only guards against a hang."""
         seen, deadline = [], time.monotonic() + timeout
         while time.monotonic() < deadline:
             message = self.receive()
@@ -67,10 +68,19 @@ def _close_clients():
         Client.opened.pop().close()
 
 
+def wait_for(condition, what: str, timeout: float = 60.0) -> None:
+    """Poll until ``condition()``; the deadline only guards against a hang."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
 def start_engine(path: Path) -> subprocess.Popen:
-    """An engine subprocess; what it prints goes to engine.out beside the socket."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    output = path.with_name("engine.out")
+    """An engine subprocess; what it prints goes to engine.out beside the socket's folder (which
+    the engine makes itself, private, when it does not exist)."""
+    output = path.parent.with_name(f"{path.parent.name}-engine.out")
+    output.parent.mkdir(parents=True, exist_ok=True)
     with output.open("wb") as sink:
         process = subprocess.Popen(
             [sys.executable, str(ROOT / "main.py"), "engine", "--socket", str(path)],
@@ -78,10 +88,12 @@ def start_engine(path: Path) -> subprocess.Popen:
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONPATH": str(ROOT)},
         )
-    deadline = time.monotonic() + 30
-    while not engine_running(path) and time.monotonic() < deadline:
+
+    def listening() -> bool:
         assert process.poll() is None, output.read_text()
-        time.sleep(0.05)
+        return engine_running(path)
+
+    wait_for(listening, "the engine to listen")
     return process
 
 
@@ -170,14 +182,10 @@ def test_attach_detach_and_reattach_mid_render(engine, tmp_path):
     second.close()
     first.close()  # every client gone: the render goes on
     third = Client(engine)
-    for _ in range(300):  # a loaded machine may take seconds a frame
-        later = third.snapshot()
-        if later["progress"]["frame"] > snapshot["progress"]["frame"]:
-            break
-        time.sleep(0.1)
-    assert later["state"] in ("rendering", "done") and later["progress"]["frame"] > snapshot["progress"]["frame"]
-    final, _ = third.until(finished, timeout=180)
-    assert final["state"] == "done"
+    final = third.snapshot()  # the state now, then every change: "done" cannot slip between the two
+    if final["state"] != "done":
+        final, _ = third.until(finished)
+    assert final["state"] == "done" and final["progress"]["frame"] == 60 > snapshot["progress"]["frame"]
 
 
 def test_killing_the_client_process_does_not_stop_the_render(engine, tmp_path):
@@ -190,15 +198,13 @@ def test_killing_the_client_process_does_not_stop_the_render(engine, tmp_path):
     """)
     tui = subprocess.Popen([sys.executable, "-c", script])
     frames = tmp_path / "out" / "driftwave"
-    deadline = time.monotonic() + 60
-    while not list(frames.glob("*/frames/000002.png")) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: list(frames.glob("*/frames/000002.png")), "frame 2", timeout=120)
     tui.send_signal(signal.SIGKILL)
     tui.wait()
     watcher = Client(engine)
-    final, _ = (
-        watcher.until(finished, timeout=180) if watcher.snapshot()["state"] != "done" else (watcher.snapshot(), [])
-    )
+    final = watcher.snapshot()  # the state now, then every change: "done" cannot slip between the two
+    if final["state"] != "done":
+        final, _ = watcher.until(finished)
     assert final["state"] == "done"
     assert len(list(frames.glob("*/frames/*.png"))) == 40
 
@@ -208,11 +214,17 @@ def test_pause_resume_and_cancel(engine, tmp_path):
     client.send("submit", settings=job(tmp_path, frames=200, backend="tiny"))
     client.until(lambda m: m["type"] == "progress" and m["frame"] >= 2)
     client.send("pause")
-    client.until(lambda m: m["type"] == "state" and m["state"] == "paused")
-    time.sleep(0.5)
-    before = client.snapshot()["progress"]["frame"]
-    time.sleep(1.0)
-    assert client.snapshot()["progress"]["frame"] <= before + 1  # at most the frame that was in flight
+    paused, _ = client.until(lambda m: m["type"] == "state" and m["state"] == "paused")
+    # paused: at most the frame in flight is finished, then nothing comes until resume. The sleep
+    # is a window to watch for frames that must not come, not a bound on how fast anything runs.
+    time.sleep(1.5)
+    client.send("status")
+    now, during = client.until(lambda m: m["type"] == "state")
+    before = paused["progress"]["frame"]
+    progressed = [m["frame"] for m in during if m["type"] == "progress"]
+    assert len(progressed) <= 1 and all(before <= frame <= before + 1 for frame in progressed), during
+    assert now["state"] == "paused" and now["progress"]["frame"] <= before + 1
+    before = now["progress"]["frame"]
     client.send("resume")
     client.until(lambda m: m["type"] == "progress" and m["frame"] > before + 2)
     client.send("cancel")
@@ -279,9 +291,7 @@ def test_spawned_engine_is_detached_from_the_terminal(tmp_path):
     path = tmp_path / "detached" / "engine.sock"
     pid = spawn_engine(path, idle_exit=30)
     try:
-        deadline = time.monotonic() + 30
-        while not engine_running(path) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_for(lambda: engine_running(path), "the spawned engine to listen")
         assert os.getsid(pid) == pid != os.getsid(0)  # its own session: a hang-up here does not reach it
         assert Client(path).snapshot()["pid"] == pid
     finally:
@@ -300,15 +310,18 @@ def test_a_live_session_streams_frames_takes_controls_and_edits(engine, tmp_path
     )
     track = str(ROOT / "presets" / "demo_track.flac")
     client.send("submit", settings=settings, live={"audio_file": track, "duration": 4})
-    first, _ = client.until(lambda m: m["type"] == "live")
+    first, seen = client.until(lambda m: m["type"] == "live")
     assert set(first["audio"]) >= {"fLo", "amp", "onset", "beat"} and Path(first["path"]).exists()
     edited = dict(settings, motion={"zoom": "0:(1.02)"})
     client.send("update", settings=edited)
-    client.until(lambda m: m["type"] == "log" and "edit received" in m["message"])
+    seen += client.until(lambda m: m["type"] == "log" and "edit received" in m["message"])[1]
     client.send("control", frozen=True, snapshot=True)
-    snapshot, _ = client.until(lambda m: m["type"] == "log" and m["message"].startswith("snapshot: "))
+    snapshot, more = client.until(lambda m: m["type"] == "log" and m["message"].startswith("snapshot: "))
     assert Path(snapshot["message"].removeprefix("snapshot: ")).exists()
-    final, seen = client.until(finished, timeout=60)
+    final, rest = client.until(finished)
+    seen += more + rest
     frames = [m["frame"] for m in seen if m["type"] == "live"]
-    assert final["state"] == "done" and frames == sorted(frames) and len(frames) >= 10
-    assert any("frames in" in m.get("message", "") for m in seen if m["type"] == "log")
+    summary = next(m["message"] for m in seen if m["type"] == "log" and " frames in " in m["message"])
+    # every frame rendered reached the client, in order (how many fit in 4 s depends on the machine)
+    rendered = int(summary.split(" frames in ")[0])
+    assert final["state"] == "done" and frames == list(range(rendered)) and rendered >= 2

@@ -33,6 +33,7 @@ class LivePane(Vertical, can_focus=True):
         Binding("0", "prompt(None)", "scheduled prompts", show=False),
         Binding("f", "freeze", "Freeze"),
         Binding("p", "snapshot", "Snapshot"),
+        Binding("c", "reconnect", "Reconnect input", show=False),
         Binding("plus,equals_sign", "strength(0.05)", "Strength +"),
         Binding("minus", "strength(-0.05)", "Strength -"),
         Binding("right_square_bracket", "cfg(0.5)", "CFG +", show=False),
@@ -120,6 +121,10 @@ class LivePane(Vertical, can_focus=True):
 
     def action_snapshot(self) -> None:
         self.post_message(self.Control({"snapshot": True}))
+
+    def action_reconnect(self) -> None:
+        """Open the audio input again after it was lost (plugged back in)."""
+        self.post_message(self.Control({"reconnect": True}))
 
     def action_strength(self, step: float) -> None:
         current = self.base_strength if self.strength is None else self.strength
