@@ -175,8 +175,9 @@ def test_ctrl_c_keeps_frames_and_prints_the_resume_command(tmp_path: Path):
         text=True,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
     )
-    deadline = time.monotonic() + 120
-    while not list(tmp_path.glob("driftwave/*/frames/000003.png")) and time.monotonic() < deadline:
+    deadline = time.monotonic() + 300  # a guard against a hang, not a speed test
+    while not list(tmp_path.glob("driftwave/*/frames/000003.png")):
+        assert process.poll() is None and time.monotonic() < deadline, "frame 3 never appeared"
         time.sleep(0.05)
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)

@@ -48,14 +48,16 @@ async def running(app: DriftwaveApp, size: tuple[int, int] = (100, 30)):
         yield pilot
 
 
-async def until_state(app: DriftwaveApp, pilot, *states: str, seconds: float) -> None:
-    """Let the app run until the engine reports one of ``states`` (or the time is up). A plain
-    sleep: Pilot's pause waits on every widget, and attaching may swap the panes meanwhile."""
+async def until_state(app: DriftwaveApp, pilot, *states: str, seconds: float = 180.0) -> None:
+    """Let the app run until the engine reports one of ``states``; the deadline only guards
+    against a hang. A plain sleep: Pilot's pause waits on every widget, and attaching may swap
+    the panes meanwhile."""
     for _ in range(int(seconds * 10)):
         if app.engine_state in states:
-            break
+            await pilot.pause()
+            return
         await asyncio.sleep(0.1)
-    await pilot.pause()
+    raise AssertionError(f"the engine never reported {' or '.join(states)} (it is {app.engine_state})")
 
 
 async def until(pilot, condition, what: str, seconds: float = 60.0) -> None:
@@ -300,10 +302,10 @@ async def test_render_in_a_real_engine_shows_progress_and_frames(tmp_path):
         batch__outdir=str(tmp_path / "out"),
     )
     async with running(app) as pilot:
-        await until_state(app, pilot, "idle", seconds=20)
+        await until_state(app, pilot, "idle")
         assert app.engine_state == "idle" and app.client.started_engine
         await pilot.press("ctrl+r")
-        await until_state(app, pilot, "done", "error", seconds=60)
+        await until_state(app, pilot, "done", "error")
         assert app.engine_state == "done", app.job
         await pilot.pause(0.3)
         assert "frame 12/12" in str(app.query_one("#render-rate").render())
@@ -323,15 +325,15 @@ async def test_a_second_tui_attaches_to_the_running_render_and_its_settings(tmp_
     )
     first = make(tmp_path, connect=True, **options)
     async with running(first) as pilot:
-        await until_state(first, pilot, "idle", seconds=20)
+        await until_state(first, pilot, "idle")
         first.query_one("#prompt-text", TextArea).load_text("a lighthouse in fog")
         await pilot.pause()
         await pilot.press("ctrl+r")
-        await until_state(first, pilot, "rendering", seconds=60)
+        await until_state(first, pilot, "rendering")
     # the first TUI is gone (as after a dropped SSH connection); the render is not
     second = make(tmp_path, connect=True)
     async with running(second) as pilot:
-        await until_state(second, pilot, "rendering", seconds=20)
+        await until_state(second, pilot, "rendering")
         await pilot.pause(0.5)
         assert second.session.settings.prompts["0"] == "a lighthouse in fog"  # the job's, not the file's
         assert second.session.settings.animation.max_frames == 100_000  # still rendering: cancelled below
@@ -344,7 +346,7 @@ async def test_a_second_tui_attaches_to_the_running_render_and_its_settings(tmp_
         shown = second.pane("render").shown_frame
         assert shown and Path(shown).exists()
         await second.client.send("cancel")
-        await until_state(second, pilot, "cancelled", seconds=30)
+        await until_state(second, pilot, "cancelled")
         await second.client.send("shutdown")
 
 
@@ -358,10 +360,10 @@ async def test_engine_errors_reach_the_tui_and_edits_stay(tmp_path):
         batch__outdir=str(tmp_path / "out"),
     )
     async with running(app) as pilot:
-        await until_state(app, pilot, "idle", seconds=20)
+        await until_state(app, pilot, "idle")
         app.query_one("#prompt-text", TextArea).load_text("kept")
         await pilot.press("ctrl+r")
-        await until_state(app, pilot, "error", seconds=30)
+        await until_state(app, pilot, "error")
         assert app.engine_state == "error"
         log = "\n".join(app.query_one(RenderPane).lines)
         assert "missing-model does not exist" in log and "set model.backend to preview" in log
@@ -428,7 +430,7 @@ async def test_the_live_tab_shows_the_session_and_its_keys_steer_it(tmp_path):
     options = dict(model__backend="preview", image__W=64, image__H=64, batch__outdir=str(tmp_path / "out"))
     app = make(tmp_path, connect=True, live=live, live__target_fps=10, **options)
     async with running(app) as pilot:
-        await until_state(app, pilot, "rendering", seconds=60)
+        await until_state(app, pilot, "rendering")
         pane = app.query_one("#pane-live")
         for _ in range(100):
             if pane.latest and pane.shown_frame >= 0:
@@ -451,5 +453,5 @@ async def test_the_live_tab_shows_the_session_and_its_keys_steer_it(tmp_path):
         assert any("strength 0.65" in line for line in lines)  # the demo's 0.6 at frame 0, one step up
         assert "FROZEN" in text(app, "#live-controls")
         await app.client.send("cancel")
-        await until_state(app, pilot, "cancelled", "done", seconds=30)
+        await until_state(app, pilot, "cancelled", "done")
         await app.client.send("shutdown")
