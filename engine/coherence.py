@@ -20,22 +20,34 @@ _RGB_TO_XYZ = torch.tensor(
 )
 _WHITE = torch.tensor([0.950456, 1.0, 1.088754])
 _EPSILON = (6 / 29) ** 3
+_TO_XYZ = _RGB_TO_XYZ / _WHITE.view(3, 1)  # white-normalised XYZ
+_TO_LINEAR = torch.linalg.inv(_RGB_TO_XYZ) * _WHITE.view(1, 3)
+_F_TO_LAB = torch.tensor([[0.0, 116.0, 0.0], [500.0, -500.0, 0.0], [0.0, 200.0, -200.0]])
+_LAB_TO_F = torch.linalg.inv(_F_TO_LAB)
+_LAB_OFFSET = torch.tensor([-16.0, 0.0, 0.0]).view(3, 1)
+
+
+def _mix(matrix: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
+    """A 3x3 colour matrix applied to (B, 3, N) pixels."""
+    return torch.matmul(matrix.to(pixels), pixels)
 
 
 def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
     """sRGB in [0, 1] -> CIE L*a*b* (D65): L in [0, 100]."""
+    batch, _, height, width = rgb.shape
     linear = torch.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
-    xyz = torch.einsum("ij,bjhw->bihw", _RGB_TO_XYZ.to(rgb), linear) / _WHITE.to(rgb).view(1, 3, 1, 1)
-    f = torch.where(xyz > _EPSILON, xyz.clamp_min(1e-12) ** (1 / 3), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
-    return torch.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], dim=1)
+    xyz = _mix(_TO_XYZ, linear.reshape(batch, 3, -1))
+    f = torch.where(xyz > _EPSILON, xyz.clamp_min(_EPSILON) ** (1 / 3), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    return (_mix(_F_TO_LAB, f) + _LAB_OFFSET.to(f)).view(batch, 3, height, width)
 
 
 def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
-    fy = (lab[:, 0] + 16) / 116
-    f = torch.stack([fy + lab[:, 1] / 500, fy, fy - lab[:, 2] / 200], dim=1)
-    xyz = torch.where(f > 6 / 29, f**3, 3 * (6 / 29) ** 2 * (f - 4 / 29)) * _WHITE.to(lab).view(1, 3, 1, 1)
-    linear = torch.einsum("ij,bjhw->bihw", torch.linalg.inv(_RGB_TO_XYZ).to(lab), xyz).clamp(0, 1)
-    return torch.where(linear <= 0.0031308, linear * 12.92, 1.055 * linear.clamp_min(1e-12) ** (1 / 2.4) - 0.055)
+    batch, _, height, width = lab.shape
+    f = _mix(_LAB_TO_F, lab.reshape(batch, 3, -1) - _LAB_OFFSET.to(lab))
+    xyz = torch.where(f > 6 / 29, f * f * f, 3 * (6 / 29) ** 2 * (f - 4 / 29))
+    linear = _mix(_TO_LINEAR, xyz).clamp_(0, 1)
+    rgb = torch.where(linear <= 0.0031308, linear * 12.92, 1.055 * linear.clamp_min(0.0031308) ** (1 / 2.4) - 0.055)
+    return rgb.view(batch, 3, height, width)
 
 
 def rgb_to_hsv(rgb: torch.Tensor) -> torch.Tensor:

@@ -133,8 +133,32 @@ def warp(image: torch.Tensor, grid: torch.Tensor, *, border: str = "replicate", 
 
 def warp_2d(image: torch.Tensor, motion: Motion2D, *, border: str = "replicate") -> torch.Tensor:
     height, width = image.shape[-2:]
-    grid = grid_from_matrix(matrix_2d(motion, width, height), width, height, image.device)
+    matrix = matrix_2d(motion, width, height)
+    if image.device.type == "cpu" and image.dtype == torch.float32 and image.shape[1] <= 4:
+        return _warp_2d_opencv(image, matrix, border)
+    grid = grid_from_matrix(matrix, width, height, image.device)
     return warp(image, grid.to(image.dtype), border=border)
+
+
+_OPENCV_BORDERS = {"replicate": "BORDER_REPLICATE", "border": "BORDER_REPLICATE", "wrap": "BORDER_WRAP"}
+_OPENCV_BORDERS |= {"reflection": "BORDER_REFLECT", "zeros": "BORDER_CONSTANT"}
+
+
+def _warp_2d_opencv(image: torch.Tensor, matrix: np.ndarray, border: str) -> torch.Tensor:
+    """The same bilinear warp as ``warp`` at ``grid_from_matrix`` (pixel centres, the border
+    rule), by OpenCV's warpPerspective, as Deforum's anim_frame_warp_2d: on the CPU several
+    times faster than grid_sample."""
+    import cv2
+
+    channels, height, width = image.shape[1:]
+    warped = []
+    for picture in image:
+        pixels = np.ascontiguousarray(picture.permute(1, 2, 0).numpy())
+        out = cv2.warpPerspective(
+            pixels, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=getattr(cv2, _OPENCV_BORDERS[border])
+        )
+        warped.append(torch.from_numpy(out.reshape(height, width, channels)).permute(2, 0, 1))
+    return torch.stack(warped).contiguous()
 
 
 MOTION_3D_FIELDS = (

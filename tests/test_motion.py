@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.motion import Motion2D, matrix_2d, rotation_zoom_matrix, warp_2d
+from engine.motion import Motion2D, grid_from_matrix, matrix_2d, rotation_zoom_matrix, warp, warp_2d
 
 H, W = 64, 96
 
@@ -94,3 +94,12 @@ def test_perspective_theta_turns_like_angle_and_keeps_translation():
     assert centroid(warp_2d(square(), Motion2D(perspective=(90, 0, 0, 53)))) == pytest.approx((40.5, 35.5))
     flat = Motion2D(translation_x=6, perspective=(0, 0, 0, 53))
     assert centroid(warp_2d(square(), flat)) == pytest.approx((50.5, 24.5))  # Deforum drops this; we keep it
+
+
+@pytest.mark.parametrize("border", ["replicate", "wrap", "reflection", "zeros"])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_the_cpu_warp_by_opencv_is_the_grid_sample_warp(border, channels):
+    image = torch.rand(1, channels, 96, 128, generator=torch.Generator().manual_seed(3))
+    motion = Motion2D(angle=7.0, zoom=1.08, translation_x=5.5, translation_y=-3.25)
+    sampled = warp(image, grid_from_matrix(matrix_2d(motion, 128, 96), 128, 96, "cpu"), border=border)
+    assert (warp_2d(image, motion, border=border) - sampled).abs().max() < 1e-4

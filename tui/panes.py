@@ -407,12 +407,18 @@ class AudioPane(Vertical):
         try:
             result = analyze_settings(settings, settings.animation.max_frames, settings.animation.fps)
         except DriftwaveError as error:
-            self.app.call_from_thread(self.query_one("#audio-error", Static).update, error_text(error))
+            self.app.call_from_thread(self._show_error, error_text(error))
             return
         values = dict(result.values) | {"bpm": result.bpm or 0.0}
         self.app.call_from_thread(self._show, values, result.beat_frames)
 
+    def _show_error(self, text) -> None:
+        if self.is_mounted:  # the worker's answer may come after the pane is gone
+            self.query_one("#audio-error", Static).update(text)
+
     def _show(self, values: dict, beats: list[int]) -> None:
+        if not self.is_mounted:
+            return
         self.query_one("#audio-error", Static).update(f"tempo {values.get('bpm', 0):.1f} BPM, {len(beats)} beats")
         plot = self.query_one("#audio-plot")
         plt = plot.plt
