@@ -1,4 +1,4 @@
-"""Beat tracking: librosa.beat.beat_track's dynamic program (Ellis 2007), in plain numpy.
+"""Tempo and beats: librosa.feature.tempo and librosa.beat.beat_track (Ellis 2007), in plain numpy.
 
 ``beat_track`` gives the same tempo and beat frames as ``librosa.beat.beat_track`` (static
 tempo, ``sparse=True``, frames). The tracker is a port of librosa 0.11's ``__beat_tracker`` and
@@ -8,18 +8,23 @@ its helpers, step for step, in the same dtypes and summation orders. Why a port:
 needs none, and the dynamic program runs half a beat of frames at a time (every predecessor
 lies at least half a beat back).
 
-The tempo is ``librosa.feature.tempo`` (what beat_track calls), handed a tempogram computed
-here: the same windowed autocorrelations, bit for bit, but a block of contiguous frames per FFT
-instead of librosa's one FFT along the strided axis of all frames, which at our onset rate
-(~172 frames/s, an 8 s window of 1378 frames) took longer than everything else together.
+The tempo is ``librosa.feature.tempo`` (what beat_track calls), ported too, so that no analysis
+imports librosa: the tempogram's windowed autocorrelations, bit for bit, a block of contiguous
+frames per FFT instead of librosa's one FFT along the strided axis of all frames (which at our
+onset rate, ~172 frames/s and an 8 s window of 1378 frames, took longer than everything else
+together), summed over the frames block by block in numpy's own order, so that the tempogram
+(450 MB for 4 minutes) is never held.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 
 import numpy as np
+
+from audio.onsets import hann
 
 
 def beat_track(
@@ -43,40 +48,105 @@ def beat_track(
     return bpm, np.flatnonzero(track_beats(onset_envelope, bpm, float(sr) / hop_length, tightness, trim))
 
 
-def tempo(onset_envelope: np.ndarray, sr: float, hop_length: int, *, start_bpm: float = 120.0) -> float:
-    """``librosa.feature.tempo(onset_envelope=..., start_bpm=...)``, from :func:`tempogram`."""
-    import librosa  # tempo lives in librosa.feature.rhythm, which does not import librosa.beat
+def tempo(
+    onset_envelope: np.ndarray,
+    sr: float,
+    hop_length: int,
+    *,
+    start_bpm: float = 120.0,
+    std_bpm: float = 1.0,
+    max_tempo: float = 320.0,
+) -> float:
+    """``librosa.feature.tempo(onset_envelope=..., start_bpm=...)``: the best period of the mean tempogram.
 
-    win_length = librosa.time_to_frames(8.0, sr=sr, hop_length=hop_length).item()  # tempo's ac_size
-    tg = tempogram(onset_envelope, win_length)
-    return float(librosa.feature.tempo(tg=tg, sr=sr, hop_length=hop_length, start_bpm=start_bpm)[0])
+    The autocorrelation window is 8 s of onset frames (tempo's ``ac_size``); each period's
+    mean over all frames is weighed by a log-normal prior around ``start_bpm`` (``std_bpm``
+    octaves wide), periods of ``max_tempo`` BPM or faster excluded.
+    """
+    win_length = int(8.0 * sr) // hop_length  # librosa.time_to_frames(8.0, sr=sr, hop_length=hop_length)
+    strength = mean_tempogram(onset_envelope, win_length)
+    bpms = tempo_frequencies(win_length, sr, hop_length)
+    logprior = -0.5 * ((np.log2(bpms) - np.log2(start_bpm)) / std_bpm) ** 2
+    logprior[: int(np.argmax(bpms < max_tempo))] = -np.inf
+    return float(bpms[np.argmax(np.log1p(1e6 * strength) + logprior)])
 
 
-def tempogram(onset_envelope: np.ndarray, win_length: int, *, block: int = 64) -> np.ndarray:
-    """``librosa.feature.tempogram`` (centred, hann, max-normalised), ``block`` frames per FFT.
+def tempo_frequencies(bins: int, sr: float, hop_length: int) -> np.ndarray:
+    """``librosa.tempo_frequencies``: the BPM of each autocorrelation lag (lag 0: infinite)."""
+    bpms = np.zeros(bins, dtype=np.float64)
+    bpms[0] = np.inf
+    bpms[1:] = 60.0 * sr / (hop_length * np.arange(1.0, bins))
+    return bpms
 
-    Shape (win_length, frames), C-ordered as librosa's, so that tempo's mean over frames
-    sums in the same order.
+
+def mean_tempogram(onset_envelope: np.ndarray, win_length: int) -> np.ndarray:
+    """``librosa.feature.tempogram(...).mean(axis=-1)`` to the bit, without holding the tempogram.
+
+    numpy sums each row of the tempogram pairwise (halves of multiples of 8 frames, down to
+    blocks of at most 128); here each such block of frames is computed, summed as numpy sums
+    a block, and dropped, and the block sums are combined in numpy's order.
+    """
+    frames = tempogram_frames(onset_envelope, win_length)
+    window = hann(win_length)
+
+    def block_total(start: int, stop: int) -> np.ndarray:
+        return block_sum(normalized_autocorrelation(frames[start:stop] * window))
+
+    return pairwise_total(block_total, 0, len(frames)) / len(frames)
+
+
+def tempogram_frames(onset_envelope: np.ndarray, win_length: int) -> np.ndarray:
+    """The tempogram's frames, one a row: ``win_length`` onsets centred on each, the ends ramped to 0."""
+    half = win_length // 2
+    padded = np.pad(onset_envelope, (half, half), mode="linear_ramp", end_values=[0, 0])
+    return np.lib.stride_tricks.sliding_window_view(padded, win_length)[: len(onset_envelope)]
+
+
+def normalized_autocorrelation(windowed: np.ndarray) -> np.ndarray:
+    """Each row's autocorrelation over its largest magnitude: librosa.autocorrelate, util.normalize.
+
+    The same values, bit for bit, as librosa's one FFT along the strided axis of all frames.
     """
     import scipy.fft
-    from librosa.filters import get_window
 
-    count, half = len(onset_envelope), win_length // 2
-    padded = np.pad(onset_envelope, (half, half), mode="linear_ramp", end_values=[0, 0])
-    frames = np.lib.stride_tricks.sliding_window_view(padded, win_length)[:count]
-    window = get_window("hann", win_length, fftbins=True)
+    win_length = windowed.shape[-1]
     n_fft = scipy.fft.next_fast_len(2 * win_length - 1, real=True)  # librosa.autocorrelate's padding
     workers = min(os.cpu_count() or 1, 8)
-    out = np.empty((win_length, count))
-    for start in range(0, count, block * workers):
-        windowed = frames[start : start + block * workers] * window
-        spectrum = scipy.fft.rfft(windowed, n=n_fft, axis=-1, workers=workers)
-        power = np.square(spectrum.real) + np.square(spectrum.imag)  # librosa.util.abs2
-        autocorrelation = scipy.fft.irfft(power, n=n_fft, axis=-1, workers=workers)[:, :win_length]
-        length = np.max(np.abs(autocorrelation), axis=-1, keepdims=True)  # util.normalize, norm=inf
-        length[length < np.finfo(autocorrelation.dtype).tiny] = 1.0
-        out[:, start : start + len(windowed)] = (autocorrelation / length).T
-    return out
+    spectrum = scipy.fft.rfft(windowed, n=n_fft, axis=-1, workers=workers)
+    power = np.square(spectrum.real) + np.square(spectrum.imag)  # librosa.util.abs2
+    autocorrelation = scipy.fft.irfft(power, n=n_fft, axis=-1, workers=workers)[:, :win_length]
+    length = np.max(np.abs(autocorrelation), axis=-1, keepdims=True)  # norm=inf
+    length[length < np.finfo(autocorrelation.dtype).tiny] = 1.0
+    return autocorrelation / length
+
+
+PAIRWISE_BLOCK = 128  # numpy's PW_BLOCKSIZE: pairwise sums split down to blocks this long
+
+
+def pairwise_total(block_total: Callable[[int, int], np.ndarray], start: int, count: int) -> np.ndarray:
+    """numpy's pairwise sum of values start..start+count, from ``block_total(first, stop)`` of each block."""
+    if count <= PAIRWISE_BLOCK:
+        return block_total(start, start + count)
+    half = count // 2 - (count // 2) % 8
+    return pairwise_total(block_total, start, half) + pairwise_total(block_total, start + half, count - half)
+
+
+def block_sum(rows: np.ndarray) -> np.ndarray:
+    """numpy's sum of a block of at most 128 ``rows``, every column at once: 8 interleaved partial sums."""
+    if len(rows) < 8:
+        total = np.zeros(rows.shape[1:])
+        for row in rows:
+            total += row
+        return total
+    partial = rows[:8].copy()
+    whole = len(rows) - len(rows) % 8
+    for first in range(8, whole, 8):
+        partial += rows[first : first + 8]
+    pairs = partial[0::2] + partial[1::2]  # (r0 + r1), (r2 + r3), (r4 + r5), (r6 + r7)
+    total = (pairs[0] + pairs[1]) + (pairs[2] + pairs[3])
+    for row in rows[whole:]:
+        total += row
+    return total
 
 
 def track_beats(onset_envelope: np.ndarray, bpm: float, frame_rate: float, tightness: float, trim: bool) -> np.ndarray:

@@ -20,7 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from audio.beats import beat_track
 from audio.load import AudioError, Track, load_audio
+from audio.onsets import onset_strength
 from engine.errors import collecting_notices, notify
 from engine.settings import AudioFilter, AudioSettings
 
@@ -148,7 +150,7 @@ def analyze(
     if "amp" in need:
         result.values["amp"] = _shape(window_rms(track.samples, starts), settings, fps)
     if need & {"onset", "beat"} or ("bpm" in need and not settings.bpm):
-        onset, beats, tempo = _rhythm(track, starts, fps, settings.offset)
+        onset, beats, tempo = _rhythm(track, starts)
         result.values["onset"] = onset
         result.values["beat"] = beat_ramp(beats, frames)
         result.bpm, result.beat_frames = tempo, beats
@@ -161,15 +163,10 @@ def _shape(values: np.ndarray, settings: AudioSettings, fps: float) -> np.ndarra
     return smooth(normalise(values, settings.normalize), fps, settings.attack_ms, settings.release_ms)
 
 
-def _rhythm(track: Track, starts: np.ndarray, fps: float, offset: float) -> tuple[np.ndarray, list[int], float]:
+def _rhythm(track: Track, starts: np.ndarray) -> tuple[np.ndarray, list[int], float]:
     """Onset strength per frame (its peak in the window), beat frames and the global tempo."""
-    os.environ.setdefault("NUMBA_CACHE_DIR", str(_cache_dir() / "numba"))  # before librosa imports numba
-    import librosa.onset
-
-    from audio.beats import beat_track  # librosa.beat's tracker without its per-process JIT compile
-
     hop = onset_hop(track.rate)
-    envelope = librosa.onset.onset_strength(y=track.samples, sr=track.rate, hop_length=hop)
+    envelope = onset_strength(track.samples, track.rate, hop)
     tempo, beat_positions = beat_track(envelope, track.rate, hop)
     onset_samples = np.arange(len(envelope)) * hop
     frame_of = np.searchsorted(starts, onset_samples, side="right") - 1

@@ -1,4 +1,5 @@
-"""Beats: audio.beats equals librosa.beat.beat_track; analyses are computed once and cached."""
+"""Rhythm: audio.onsets and audio.beats equal librosa's onset strength, tempo and beat tracker;
+analyses are computed once and cached; none of it imports librosa or numba."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pytest
 import soundfile
 
 import audio.envelopes
-from audio import beats
+from audio import beats, onsets
 from audio.envelopes import analysis_cache_dir, analyze_file, onset_hop
 from audio.load import load_audio
 from engine.errors import collecting_notices
@@ -42,6 +43,25 @@ def accented_noise(seconds: float = 12.0) -> np.ndarray:
     return samples.astype(np.float32)
 
 
+def song(seconds: float = 50.0, bpm: float = 124.0) -> np.ndarray:
+    """A stand-in for music: a kick on every beat, a hat between, a bass line, noise.
+
+    50 s: more onset frames than one block of audio.onsets' mel projection.
+    """
+    rng = np.random.default_rng(1)
+    time_axis = np.arange(int(RATE * seconds)) / RATE
+    mix = 0.03 * rng.standard_normal(len(time_axis))
+    mix += 0.15 * np.sin(2 * np.pi * 55 * time_axis) * (1 + np.sin(2 * np.pi * time_axis * bpm / 240))
+    kick = np.sin(2 * np.pi * 60 * np.arange(4000) / RATE) * np.exp(-np.arange(4000) / 800)
+    hat = rng.standard_normal(600) * np.exp(-np.arange(600) / 120)
+    for beat in np.arange(0.05, seconds - 0.5, 60 / bpm):
+        start = int(beat * RATE)
+        mix[start : start + len(kick)] += 0.7 * kick
+        half = start + int(30 / bpm * RATE)
+        mix[half : half + len(hat)] += 0.2 * hat
+    return (mix / (np.abs(mix).max() * 1.1)).astype(np.float32)
+
+
 def demo_track() -> tuple[np.ndarray, int]:
     track = load_audio(ROOT / "presets" / "demo_track.flac")
     return track.samples, track.rate
@@ -55,31 +75,61 @@ def librosa_beat():
     return librosa.beat
 
 
-@pytest.mark.parametrize("signal", ["demo", "clicks", "noise"])
-def test_beats_equal_librosa_beat_track(librosa_beat, signal):
+SIGNALS = {"clicks": click_track, "noise": accented_noise, "song": song}
+
+
+@pytest.mark.parametrize("signal", ["demo", "clicks", "noise", "song"])
+def test_onsets_tempo_and_beats_equal_librosa(librosa_beat, signal):
     import librosa
 
-    samples, rate = (
-        demo_track() if signal == "demo" else (click_track() if signal == "clicks" else accented_noise(), RATE)
-    )
+    samples, rate = demo_track() if signal == "demo" else (SIGNALS[signal](), RATE)
     hop = onset_hop(rate)
-    envelope = librosa.onset.onset_strength(y=samples, sr=rate, hop_length=hop)  # as audio.envelopes computes it
-    win_length = librosa.time_to_frames(8.0, sr=rate, hop_length=hop).item()
-    reference = librosa.feature.tempogram(onset_envelope=envelope, sr=rate, hop_length=hop, win_length=win_length)
-    assert np.array_equal(beats.tempogram(envelope, win_length), reference)  # bit for bit
+    envelope = onsets.onset_strength(samples, rate, hop)  # as audio.envelopes computes it
+    reference = librosa.onset.onset_strength(y=samples, sr=rate, hop_length=hop)
+    assert envelope.dtype == reference.dtype == np.float32 and envelope.shape == reference.shape
+    # the same steps in the same dtypes: equal to the bit here; float32 rounding is all BLAS could change
+    assert np.abs(envelope - reference).max() <= 1e-4 * reference.max()
 
-    expected_tempo, expected_beats = librosa_beat.beat_track(onset_envelope=envelope, sr=rate, hop_length=hop)
+    win_length = librosa.time_to_frames(8.0, sr=rate, hop_length=hop).item()
+    tempogram = librosa.feature.tempogram(onset_envelope=envelope, sr=rate, hop_length=hop, win_length=win_length)
+    windowed = beats.tempogram_frames(envelope, win_length) * onsets.hann(win_length)
+    assert np.array_equal(beats.normalized_autocorrelation(windowed).T, tempogram)  # bit for bit
+    assert np.array_equal(beats.mean_tempogram(envelope, win_length), tempogram.mean(axis=-1))
+
+    # ours from our envelope, librosa's from its own
+    expected_tempo, expected_beats = librosa_beat.beat_track(onset_envelope=reference, sr=rate, hop_length=hop)
     tempo, found = beats.beat_track(envelope, rate, hop)
     assert tempo == float(expected_tempo[0])
     assert len(found) > 5
     assert np.array_equal(found, expected_beats)
     for tightness, trim in [(400.0, True), (100.0, False)]:  # the other knobs follow librosa too
         _, expected = librosa_beat.beat_track(
-            onset_envelope=envelope, sr=rate, hop_length=hop, bpm=tempo, tightness=tightness, trim=trim
+            onset_envelope=reference, sr=rate, hop_length=hop, bpm=tempo, tightness=tightness, trim=trim
         )
         assert np.array_equal(
             beats.beat_track(envelope, rate, hop, bpm=tempo, tightness=tightness, trim=trim)[1], expected
         )
+
+
+def test_mel_filters_and_window_follow_librosa_and_scipy():
+    import librosa
+    from scipy import signal
+
+    for rate in (8000, 22050, 44100, 48000, 96000):
+        assert np.array_equal(onsets.mel_filters(rate, 2048), librosa.filters.mel(sr=rate, n_fft=2048, fmax=rate / 2))
+    for length in (1, 2, 7, 256, 1378, 1500, 2048):
+        assert np.array_equal(onsets.hann(length), signal.get_window("hann", length, fftbins=True))
+
+
+def test_the_mean_tempogram_sums_as_numpy_does():
+    """Block by block, for lengths below, at and across numpy's pairwise block sizes."""
+    import librosa
+
+    rng = np.random.default_rng(5)
+    for count in (1, 7, 8, 9, 127, 128, 129, 136, 255, 256, 1000, 5001):
+        envelope = rng.exponential(size=count).astype(np.float32)
+        tempogram = librosa.feature.tempogram(onset_envelope=envelope, win_length=24)
+        assert np.array_equal(beats.mean_tempogram(envelope, 24), tempogram.mean(axis=-1)), count
 
 
 def test_local_maxima_follow_librosa_localmax():
@@ -180,18 +230,22 @@ def test_a_cached_analysis_gives_its_notices_again(tmp_path):
         assert any("ends before the animation" in notice for notice in notices)
 
 
-def test_audio_analyze_does_not_import_librosa_beat(tmp_path):
+def test_audio_analyze_and_inspect_import_neither_librosa_nor_numba(tmp_path):
     path = write(tmp_path / "four_seconds.wav", click_track(seconds=4.0))
     script = (
-        "import json, sys, main\n"
+        "import contextlib, io, json, sys, main\n"
+        "def imported():\n"
+        "    return {name: name in sys.modules for name in ('librosa', 'numba')}\n"
         f"status = main.main(['audio', 'analyze', {str(path)!r}, '--filter', 'fLo:105:65', '--json'])\n"
-        "print(json.dumps({'status': status, 'librosa': 'librosa' in sys.modules,"
-        " 'librosa.beat': 'librosa.beat' in sys.modules}))\n"
+        "print(json.dumps({'status': status, **imported()}))\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    status = main.main(['inspect', 'demo'])\n"
+        "print(json.dumps({'status': status, **imported()}))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=600, check=False
     )
     assert result.returncode == 0, result.stderr
-    analysis, modules = (json.loads(line) for line in result.stdout.strip().splitlines()[-2:])
+    analysis, after_analyze, after_inspect = (json.loads(line) for line in result.stdout.strip().splitlines()[-3:])
     assert analysis["beats"] and 120 < analysis["bpm"] < 136
-    assert modules == {"status": 0, "librosa": True, "librosa.beat": False}  # analysed, without librosa.beat
+    assert after_analyze == after_inspect == {"status": 0, "librosa": False, "numba": False}
