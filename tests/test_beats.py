@@ -16,6 +16,7 @@ import audio.envelopes
 from audio import beats, onsets
 from audio.envelopes import analysis_cache_dir, analyze_file, onset_hop
 from audio.load import load_audio
+from bench.audio import music
 from engine.errors import collecting_notices
 from engine.presets import settings_from_data
 
@@ -44,22 +45,9 @@ def accented_noise(seconds: float = 12.0) -> np.ndarray:
 
 
 def song(seconds: float = 50.0, bpm: float = 124.0) -> np.ndarray:
-    """A stand-in for music: a kick on every beat, a hat between, a bass line, noise.
-
-    50 s: more onset frames than one block of audio.onsets' mel projection.
-    """
-    rng = np.random.default_rng(1)
-    time_axis = np.arange(int(RATE * seconds)) / RATE
-    mix = 0.03 * rng.standard_normal(len(time_axis))
-    mix += 0.15 * np.sin(2 * np.pi * 55 * time_axis) * (1 + np.sin(2 * np.pi * time_axis * bpm / 240))
-    kick = np.sin(2 * np.pi * 60 * np.arange(4000) / RATE) * np.exp(-np.arange(4000) / 800)
-    hat = rng.standard_normal(600) * np.exp(-np.arange(600) / 120)
-    for beat in np.arange(0.05, seconds - 0.5, 60 / bpm):
-        start = int(beat * RATE)
-        mix[start : start + len(kick)] += 0.7 * kick
-        half = start + int(30 / bpm * RATE)
-        mix[half : half + len(hat)] += 0.2 * hat
-    return (mix / (np.abs(mix).max() * 1.1)).astype(np.float32)
+    """The audio bench's stand-in for music (a kick on every beat, a hat between, a bass line,
+    noise), one channel. 50 s: more onset frames than one block of audio.onsets' mel projection."""
+    return music(seconds, bpm)[:, 0].astype(np.float32)
 
 
 def demo_track() -> tuple[np.ndarray, int]:
