@@ -364,18 +364,20 @@ class Loop:
         return 0.0 if self.settings.init.strength_0_no_init else self.settings.init.strength
 
     def _prepare_init(self, warped: torch.Tensor, reference, frame: int, seed: int) -> torch.Tensor:
-        """Anti-blur, colour coherence (legacy order), contrast and grain on the warped image."""
+        """The warped frame made the next init in the order of Deforum's render loop (render.py):
+        colour match, grayscale, contrast, anti-blur, grain."""
         values, settings = self.values, self.settings
+        image = self._match(warped, reference) if reference is not None else warped
+        if settings.coherence.color_force_grayscale:
+            image = coherence.grayscale(image)
+        image = coherence.apply_contrast(image, float(values["motion.contrast_schedule"][frame]))
         image = coherence.unsharp_mask(
-            warped,
+            image,
             int(values["anti_blur.kernel_schedule"][frame]),
             float(values["anti_blur.sigma_schedule"][frame]),
             float(values["anti_blur.amount_schedule"][frame]),
             float(values["anti_blur.threshold_schedule"][frame]),
         )
-        if reference is not None and settings.coherence.legacy_colormatch:
-            image = self._match(image, reference)
-        image = coherence.apply_contrast(image, float(values["motion.contrast_schedule"][frame]))
         noise = settings.coherence
         return coherence.add_noise(
             image,
@@ -388,16 +390,18 @@ class Loop:
         )
 
     def _after_generation(self, image: torch.Tensor, reference, init) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Deforum's order after a generation: the colour match again (unless legacy_colormatch),
+        grayscale, the mask overlay."""
         settings = self.settings.coherence
         if reference is None:
             reference = image if settings.color_coherence in ("LAB", "HSV", "RGB") else self._coherence_image()
         elif not settings.legacy_colormatch:
             image = self._match(image, reference)
+        if settings.color_force_grayscale:
+            image = coherence.grayscale(image)
         if self.mask is not None and self.settings.init.overlay_mask and init is not None:
             keep = coherence.gaussian_blur(self.mask, self.settings.init.mask_overlay_blur * 2 + 1, 0)
             image = keep * init + (1 - keep) * image
-        if settings.color_force_grayscale:
-            image = coherence.grayscale(image)
         return image, reference
 
     def _coherence_image(self) -> torch.Tensor | None:

@@ -185,7 +185,9 @@ class CoherenceSettings(Group):
     color_coherence_image_path: str = path("", "image whose colors to match when color_coherence is Image")
     color_coherence_video_every_N_frames: int = Field(1, ge=1, description="Video Input: re-take colors every N frames")
     color_force_grayscale: bool = Field(False, description="render every frame in grayscale")
-    legacy_colormatch: bool = Field(False, description="match colors before adding noise (Deforum's old order)")
+    legacy_colormatch: bool = Field(
+        False, description="match colours on the warped frame only, not on the generated image as well (Deforum's)"
+    )
     diffusion_cadence: int = Field(2, ge=1, le=50, description="diffuse every N-th frame; between them warp and blend")
     noise_type: Literal["uniform", "perlin"] = Field("perlin", description="grain added per frame: uniform or perlin")
     perlin_w: float = Field(8, gt=0, le=64, description="perlin noise cells down (Deforum's name; it passes it first)")
