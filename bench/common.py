@@ -24,6 +24,22 @@ def median_seconds(work: Callable[[int], object], repeats: int, sync: Callable[[
     return statistics.median(times)
 
 
+def side_by_side(
+    works: dict[str, Callable[[int], object]], repeats: int, sync: Callable[[], None] = lambda: None
+) -> dict[str, float]:
+    """Median wall time of each work, the works run in turn round after round (one warm-up
+    round first), so a slow spell of a shared machine falls on all of them alike."""
+    times: dict[str, list[float]] = {name: [] for name in works}
+    for index in range(repeats + 1):
+        for name, work in works.items():
+            start = time.perf_counter()
+            work(index)
+            sync()
+            if index:
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(spans) for name, spans in times.items()}
+
+
 def machine() -> str:
     import torch
 

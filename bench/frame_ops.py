@@ -34,7 +34,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.anchors import deforum_frame_functions
-from bench.common import arguments, median_seconds, report
+from bench.common import arguments, median_seconds, report, side_by_side
 from engine import coherence
 from engine.motion import TRANSLATION_SCALE, Motion2D, Motion3D, euler_xyz, warp_2d, warp_3d
 
@@ -126,11 +126,22 @@ def bench_2d(repeats: int) -> dict:
     image = as_tensor(frame)
     result = {"size": SIZE, "repeats": repeats, "steps": {}}
     for name in ours:
-        base = median_seconds(lambda seed, n=name: deforum[n](frame, seed), repeats)
-        mine = median_seconds(lambda seed, n=name: ours[n](image, seed), repeats)
-        result["steps"][name] = {"baseline_ms": base * 1e3, "ours_ms": mine * 1e3}
-    base = median_seconds(lambda seed: whole_frame(deforum, frame, seed), repeats)
-    mine = median_seconds(lambda seed: whole_frame(ours, image, seed), repeats)
+        times = side_by_side(
+            {
+                "baseline": lambda seed, n=name: deforum[n](frame, seed),
+                "ours": lambda seed, n=name: ours[n](image, seed),
+            },
+            repeats,
+        )
+        result["steps"][name] = {"baseline_ms": times["baseline"] * 1e3, "ours_ms": times["ours"] * 1e3}
+    times = side_by_side(
+        {
+            "baseline": lambda seed: whole_frame(deforum, frame, seed),
+            "ours": lambda seed: whole_frame(ours, image, seed),
+        },
+        repeats,
+    )
+    base, mine = times["baseline"], times["ours"]
     result.update(baseline_ms=base * 1e3, ours_ms=mine * 1e3, ratio=mine / base, target_ratio=1 / 3)
     if torch.cuda.is_available():
         on_gpu = our_steps(coherence.ColorReference(as_tensor(reference, "cuda"), "LAB"))
@@ -148,9 +159,14 @@ def bench_3d(repeats: int) -> dict:
     depth_tensor = torch.from_numpy(depth).float()
     result = {}
     for name, flag in (("bicubic", cv2.INTER_CUBIC), ("bilinear", cv2.INTER_LINEAR)):
-        base = median_seconds(partial(lambda _, f: remap_3d(frame, depth, MOTION_3D, f), f=flag), repeats)
-        mine = median_seconds(lambda _, n=name: warp_3d(image, MOTION_3D, depth_tensor, sampling=n), repeats)
-        result[name] = {"baseline_ms": base * 1e3, "ours_ms": mine * 1e3}
+        times = side_by_side(
+            {
+                "baseline": partial(lambda _, f: remap_3d(frame, depth, MOTION_3D, f), f=flag),
+                "ours": lambda _, n=name: warp_3d(image, MOTION_3D, depth_tensor, sampling=n),
+            },
+            repeats,
+        )
+        result[name] = {"baseline_ms": times["baseline"] * 1e3, "ours_ms": times["ours"] * 1e3}
         if torch.cuda.is_available():
             on_gpu = partial(warp_3d, image.cuda(), MOTION_3D, depth_tensor.cuda(), sampling=name)
             gpu = median_seconds(lambda _, work=on_gpu: work(), repeats, torch.cuda.synchronize)
@@ -163,7 +179,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     options = parser.parse_args()
     frame_2d = bench_2d(options.repeats)
-    print(f"per-frame non-model work at {SIZE}x{SIZE}, median of {options.repeats} (torch {torch.__version__})")
+    print(
+        f"per-frame non-model work at {SIZE}x{SIZE}, median of {options.repeats}"
+        f" run in turn (torch {torch.__version__})"
+    )
     print(f"  {'step':20} {'Deforum':>10} {'ours':>10}")
     for name, step in frame_2d["steps"].items():
         print(f"  {name:20} {step['baseline_ms']:8.1f} ms {step['ours_ms']:8.1f} ms")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -34,6 +35,8 @@ def _mix(matrix: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
 
 def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
     """sRGB in [0, 1] -> CIE L*a*b* (D65): L in [0, 100]."""
+    if rgb.device.type == "cpu" and rgb.dtype == torch.float32:
+        return _rgb_to_lab_opencv(rgb)
     batch, _, height, width = rgb.shape
     linear = torch.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
     xyz = _mix(_TO_XYZ, linear.reshape(batch, 3, -1))
@@ -41,13 +44,50 @@ def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
     return (_mix(_F_TO_LAB, f) + _LAB_OFFSET.to(f)).view(batch, 3, height, width)
 
 
+_TO_XYZ_CV = _TO_XYZ.numpy().astype(np.float32)
+_F_TO_LAB_CV = torch.cat([_F_TO_LAB, _LAB_OFFSET], dim=1).numpy().astype(np.float32)
+
+
+def _rgb_to_lab_opencv(rgb: torch.Tensor) -> torch.Tensor:
+    """The same formulas in numpy and OpenCV on (H, W, 3) pixels (within 1e-4 of the torch
+    form; OpenCV's own float RGB2Lab interpolates a table and is 0.3 off)."""
+    import cv2
+
+    from engine.images import through_opencv
+
+    def convert(pixels: np.ndarray) -> np.ndarray:
+        curve = cv2.pow(pixels * np.float32(1 / 1.055) + np.float32(0.055 / 1.055), 2.4)
+        xyz = cv2.transform(np.where(pixels <= 0.04045, pixels * np.float32(1 / 12.92), curve), _TO_XYZ_CV)
+        linear_part = xyz * np.float32(1 / (3 * (6 / 29) ** 2)) + np.float32(4 / 29)
+        return cv2.transform(np.where(xyz > _EPSILON, np.cbrt(xyz), linear_part), _F_TO_LAB_CV)
+
+    return through_opencv(rgb, convert)
+
+
 def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
+    """CIE L*a*b* -> sRGB in [0, 1]; out-of-gamut colours clipped in linear RGB."""
+    if lab.device.type == "cpu" and lab.dtype == torch.float32:
+        return _lab_to_rgb_opencv(lab)
+    return _lab_to_rgb_torch(lab)
+
+
+def _lab_to_rgb_torch(lab: torch.Tensor) -> torch.Tensor:
     batch, _, height, width = lab.shape
     f = _mix(_LAB_TO_F, lab.reshape(batch, 3, -1) - _LAB_OFFSET.to(lab))
     xyz = torch.where(f > 6 / 29, f * f * f, 3 * (6 / 29) ** 2 * (f - 4 / 29))
     linear = _mix(_TO_LINEAR, xyz).clamp_(0, 1)
     rgb = torch.where(linear <= 0.0031308, linear * 12.92, 1.055 * linear.clamp_min(0.0031308) ** (1 / 2.4) - 0.055)
     return rgb.view(batch, 3, height, width)
+
+
+def _lab_to_rgb_opencv(lab: torch.Tensor) -> torch.Tensor:
+    """The same conversion by OpenCV's float path (within 1e-4 of the torch form, out of gamut
+    too): on the CPU several times faster."""
+    import cv2
+
+    from engine.images import through_opencv
+
+    return through_opencv(lab, lambda pixels: cv2.cvtColor(pixels, cv2.COLOR_Lab2RGB))
 
 
 def rgb_to_hsv(rgb: torch.Tensor) -> torch.Tensor:
@@ -80,121 +120,79 @@ _SPACES = {
 # -- histogram matching ------------------------------------------------------------------------
 
 
-def interp(x: torch.Tensor, xp: torch.Tensor, fp: torch.Tensor) -> torch.Tensor:
-    """``numpy.interp`` for 1-D ``xp``/``fp`` (xp increasing), on any device."""
-    index = torch.searchsorted(xp, x).clamp(1, len(xp) - 1)
-    x0, x1 = xp[index - 1], xp[index]
-    y0, y1 = fp[index - 1], fp[index]
-    w = ((x - x0) / torch.where(x1 > x0, x1 - x0, torch.ones_like(x1))).clamp(0, 1)
-    return y0 + w * (y1 - y0)
-
-
 _SUBDIVISIONS = 16  # lookup entries per histogram bin: the per-pixel step is one gather
 
 
-def _bin_mapping(source_cdf: torch.Tensor, reference_cdf: torch.Tensor, low: float, step: float) -> torch.Tensor:
+def _bin_mapping(source_cdf: np.ndarray, reference_cdf: np.ndarray, low: float, step: float) -> np.ndarray:
     """Each source bin's centre -> the reference value at the same quantile."""
-    bins = len(source_cdf)
-    zero = source_cdf.new_zeros(1)
     # the reference's quantile function: its CDF rises across each non-empty bin (values spread
     # evenly inside a bin) and is flat over empty ones, which it must skip
-    filled = reference_cdf > torch.cat([zero, reference_cdf[:-1]])
-    upper_edges = low + step * (torch.arange(bins, device=source_cdf.device, dtype=torch.float32) + 1)
-    first_value = upper_edges[filled][:1] - step
-    quantiles = torch.cat([zero, reference_cdf[filled]])
-    values = torch.cat([first_value, upper_edges[filled]])
-    middle_quantiles = (source_cdf + torch.cat([zero, source_cdf[:-1]])) / 2  # at each source bin's centre
-    return interp(middle_quantiles, quantiles, values)
+    filled = reference_cdf > np.concatenate([[0.0], reference_cdf[:-1]])
+    upper_edges = low + step * (np.arange(len(source_cdf)) + 1)
+    quantiles = np.concatenate([[0.0], reference_cdf[filled]])
+    values = np.concatenate([upper_edges[filled][:1] - step, upper_edges[filled]])
+    middle_quantiles = (source_cdf + np.concatenate([[0.0], source_cdf[:-1]])) / 2  # at each source bin's centre
+    return np.interp(middle_quantiles, quantiles, values)
 
 
-def _lookup_table(mapping: torch.Tensor) -> torch.Tensor:
+def _lookup_table(mapping: np.ndarray) -> np.ndarray:
     """The bin mapping, linear between bin centres, at the centres of ``_SUBDIVISIONS`` cells a bin."""
     bins = len(mapping)
-    fine = torch.arange(bins * _SUBDIVISIONS, device=mapping.device, dtype=torch.float32)
-    position = ((fine + 0.5) / _SUBDIVISIONS - 0.5).clamp(0, bins - 1)
-    lower = position.floor().long().clamp(max=max(bins - 2, 0))
-    upper = (lower + 1).clamp(max=bins - 1)
-    return torch.lerp(mapping[lower], mapping[upper], position - lower)
+    position = ((np.arange(bins * _SUBDIVISIONS) + 0.5) / _SUBDIVISIONS - 0.5).clip(0, bins - 1)
+    return np.interp(position, np.arange(bins), mapping)
 
 
-def _cdf(counts: torch.Tensor) -> torch.Tensor:
-    cumulative = torch.cumsum(counts.float(), 0)
-    return cumulative / cumulative[-1]
-
-
-def _fine_index(values: torch.Tensor, low: float, high: float, bins: int) -> torch.Tensor:
-    """Each value's lookup cell (``_SUBDIVISIONS`` per histogram bin), range ends included."""
-    cells = bins * _SUBDIVISIONS
-    return ((values.reshape(-1).float() - low) * (cells / (high - low))).clamp_(0, cells - 1).long()
-
-
-def _histogram(index: torch.Tensor, bins: int) -> torch.Tensor:
-    return torch.bincount(index, minlength=bins * _SUBDIVISIONS).view(bins, _SUBDIVISIONS).sum(1)
-
-
-def match_channel(
-    source: torch.Tensor,
-    reference: torch.Tensor,
-    bins: int = 256,
-    *,
-    reference_cdf: torch.Tensor | None = None,
-    low: float | None = None,
-    high: float | None = None,
-) -> torch.Tensor:
-    """Map ``source`` values so their histogram matches ``reference``'s (per channel).
-
-    ``reference_cdf`` with its ``low``/``high`` range may be passed in when the reference is
-    reused frame after frame (see :class:`ColorReference`). Per pixel this is one lookup in a
-    table of ``bins × 16`` entries built from the two histograms.
-    """
-    if low is None or high is None:
-        low = torch.minimum(source.min(), reference.min()).item()
-        high = torch.maximum(source.max(), reference.max()).item()
-    if high <= low:
-        return source.clone()
-    index = _fine_index(source, low, high, bins)
-    if reference_cdf is None:
-        reference_cdf = _cdf(_histogram(_fine_index(reference, low, high, bins), bins))
-    mapping = _bin_mapping(_cdf(_histogram(index, bins)), reference_cdf, low, (high - low) / bins)
-    return _lookup_table(mapping)[index].reshape(source.shape).to(source.dtype)
+def _cdf(counts: torch.Tensor) -> np.ndarray:
+    """Per-row cumulative share of ``counts`` (channels, bins), in float64."""
+    cumulative = np.cumsum(counts.cpu().numpy(), -1, dtype=np.float64)
+    return cumulative / cumulative[..., -1:]
 
 
 class ColorReference:
-    """A colour-coherence reference frame, converted and measured once for the whole run."""
+    """A colour-coherence reference frame, converted and measured once for the whole run.
+
+    Matching maps every channel of a frame so its histogram (``BINS`` bins over the channel's
+    fixed range) matches the reference's. Per pixel that is one lookup, for the three channels
+    at once, in a table of ``BINS × 16`` entries a channel built from the two histograms.
+    """
 
     BINS = 256
+    CELLS = BINS * _SUBDIVISIONS
 
     def __init__(self, reference: torch.Tensor, space: str) -> None:
         self.space = space
         self.image = reference
-        forward, self._backward = _SPACES[space]
-        self._forward = forward
-        converted = forward(reference)
-        self.ranges = [_channel_range(space, c, converted[:, c]) for c in range(3)]
-        self.cdfs = [
-            _cdf(_histogram(_fine_index(converted[:, c], *self.ranges[c], self.BINS), self.BINS)) for c in range(3)
-        ]
+        self._forward, self._backward = _SPACES[space]
+        ranges = [_channel_range(space, c) for c in range(3)]
+        self._lows = [low for low, _ in ranges]
+        self._steps = [(high - low) / self.BINS for low, high in ranges]
+        device = reference.device
+        self._low = torch.tensor(self._lows, device=device).view(1, 3, 1, 1)
+        self._scale = torch.tensor([self.CELLS / (high - low) for low, high in ranges], device=device).view(1, 3, 1, 1)
+        self._offset = (torch.arange(3, device=device) * self.CELLS).view(1, 3, 1, 1)
+        self.cdfs = _cdf(self._histograms(self._cells(self._forward(reference))))
+
+    def _cells(self, converted: torch.Tensor) -> torch.Tensor:
+        """Each value's lookup cell, offset per channel into one table of 3 × CELLS entries."""
+        cells = converted.float().sub(self._low).mul_(self._scale).clamp_(0, self.CELLS - 1).long()
+        return cells.add_(self._offset)
+
+    def _histograms(self, cells: torch.Tensor) -> torch.Tensor:
+        counts = torch.bincount(cells.reshape(-1), minlength=3 * self.CELLS)
+        return counts.view(3, self.BINS, _SUBDIVISIONS).sum(-1)
 
     def match(self, image: torch.Tensor) -> torch.Tensor:
         source = self._forward(image)
-        matched = torch.stack(
-            [
-                match_channel(
-                    source[:, c],
-                    source[:, c],
-                    self.BINS,
-                    reference_cdf=self.cdfs[c],
-                    low=self.ranges[c][0],
-                    high=self.ranges[c][1],
-                )
-                for c in range(3)
-            ],
-            dim=1,
-        )
-        return self._backward(matched).clamp(0, 1)
+        cells = self._cells(source)
+        source_cdfs = _cdf(self._histograms(cells))
+        tables = [
+            _lookup_table(_bin_mapping(source_cdfs[c], self.cdfs[c], self._lows[c], self._steps[c])) for c in range(3)
+        ]
+        table = torch.from_numpy(np.concatenate(tables).astype(np.float32)).to(source.device)
+        return self._backward(torch.take(table, cells).to(source.dtype)).clamp_(0, 1)
 
 
-def _channel_range(space: str, channel: int, values: torch.Tensor) -> tuple[float, float]:
+def _channel_range(space: str, channel: int) -> tuple[float, float]:
     """The fixed value range of a channel, so frames and reference share bins."""
     if space == "LAB":
         return (0.0, 100.0) if channel == 0 else (-128.0, 128.0)
@@ -223,6 +221,7 @@ def apply_contrast(image: torch.Tensor, contrast: float) -> torch.Tensor:
     return (image * contrast).clamp(0, 1)
 
 
+@functools.lru_cache(maxsize=32)
 def _grid_weights(size: int, cells: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(size, cells + 1) weights of each grid line along one axis: for the gradient component
     across the axis (faded bilinear weight) and along it (the same times the distance)."""
@@ -343,6 +342,12 @@ def gaussian_blur(image: torch.Tensor, kernel: int, sigma: float) -> torch.Tenso
     weights = (weights / weights.sum()).tolist()
     pad = kernel // 2
     height, width = image.shape[-2:]
+    if image.device.type == "cpu" and image.dtype == torch.float32 and min(height, width) > pad:
+        import cv2
+
+        from engine.images import through_opencv
+
+        return through_opencv(image, lambda pixels: cv2.GaussianBlur(pixels, (kernel, kernel), sigma))
     mode = "reflect" if min(height, width) > pad else "replicate"
     padded = F.pad(image, (pad, pad, pad, pad), mode=mode)
     rows = _symmetric_taps(padded, weights, height, dim=-2)

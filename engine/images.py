@@ -7,6 +7,7 @@ float TIFF, so a failed or interrupted write never leaves a half-written frame.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -35,6 +36,16 @@ def to_array(image: torch.Tensor, bits: int = 8) -> np.ndarray:
     if bits == 16:
         return np.round(pixels * 65535.0).astype(np.uint16)
     return pixels.astype(np.float32)
+
+
+def through_opencv(image: torch.Tensor, work: Callable[[np.ndarray], np.ndarray]) -> torch.Tensor:
+    """``work`` applied to each picture of a (B, C, H, W) CPU float32 tensor as OpenCV holds it,
+    (H, W, C): channels merged and split by OpenCV, far faster than a transposing copy."""
+    pictures = []
+    for picture in image:
+        result = work(cv2.merge([channel.numpy() for channel in picture]))
+        pictures.append(np.stack(cv2.split(result)))
+    return torch.from_numpy(np.stack(pictures))
 
 
 def load_image(path: str | Path, size: tuple[int, int] | None = None, *, field: str = "image") -> np.ndarray:

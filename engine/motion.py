@@ -150,15 +150,11 @@ def _warp_2d_opencv(image: torch.Tensor, matrix: np.ndarray, border: str) -> tor
     times faster than grid_sample."""
     import cv2
 
-    channels, height, width = image.shape[1:]
-    warped = []
-    for picture in image:
-        pixels = np.ascontiguousarray(picture.permute(1, 2, 0).numpy())
-        out = cv2.warpPerspective(
-            pixels, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=getattr(cv2, _OPENCV_BORDERS[border])
-        )
-        warped.append(torch.from_numpy(out.reshape(height, width, channels)).permute(2, 0, 1))
-    return torch.stack(warped).contiguous()
+    from engine.images import through_opencv
+
+    height, width = image.shape[-2:]
+    flags = {"flags": cv2.INTER_LINEAR, "borderMode": getattr(cv2, _OPENCV_BORDERS[border])}
+    return through_opencv(image, lambda pixels: cv2.warpPerspective(pixels, matrix, (width, height), **flags))
 
 
 MOTION_3D_FIELDS = (

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
-
-from engine.coherence import interp
 
 
 def perlin(height: int, width: int, res: tuple[float, float], generator: torch.Generator) -> torch.Tensor:
@@ -60,7 +59,7 @@ def match_channel(source: torch.Tensor, reference: torch.Tensor, low: float, hig
     quantiles = torch.cat([zero, reference_cdf[filled]])
     values = torch.cat([first_value, upper_edges[filled]])
     middle_quantiles = (source_cdf + torch.cat([zero, source_cdf[:-1]])) / 2
-    mapping = interp(middle_quantiles, quantiles, values)
+    mapping = torch.from_numpy(np.interp(middle_quantiles.numpy(), quantiles.numpy(), values.numpy())).float()
     position = ((source.reshape(-1).float() - low) / step - 0.5).clamp(0, bins - 1)
     lower = position.floor().long().clamp(max=bins - 2)
     fraction = position - lower

@@ -41,6 +41,17 @@ def test_lab_matches_skimage_and_round_trips(image):
     assert (lab_to_rgb(rgb_to_lab(image)) - image).abs().max() < 1e-4
 
 
+def test_the_cpu_paths_through_opencv_give_the_torch_formulas():
+    """On the CPU, float32 LAB conversions and the blur go through OpenCV; float64 (as on a GPU)
+    takes the torch formulas: both must agree, out of gamut too."""
+    generator = torch.Generator().manual_seed(3)
+    rgb = torch.rand(2, 3, 40, 56, generator=generator)
+    assert (rgb_to_lab(rgb) - rgb_to_lab(rgb.double())).abs().max() < 2e-4
+    lab = torch.stack([torch.rand(40, 56) * 100, torch.rand(40, 56) * 256 - 128, torch.rand(40, 56) * 256 - 128])
+    assert (lab_to_rgb(lab[None]) - lab_to_rgb(lab[None].double())).abs().max() < 2e-4
+    assert (gaussian_blur(rgb, 5, 1.0) - gaussian_blur(rgb.double(), 5, 1.0)).abs().max() < 1e-6
+
+
 def test_hsv_matches_colorsys_and_round_trips(image):
     r, g, b = image[0, :, 3, 4].tolist()
     assert rgb_to_hsv(image)[0, :, 3, 4].tolist() == pytest.approx(colorsys.rgb_to_hsv(r, g, b), abs=1e-6)
