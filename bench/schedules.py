@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.anchors import deforum_frame_interpolater
-from bench.common import arguments, median_seconds, report
+from bench.common import arguments, median_seconds, report, side_by_side
 from engine.schedule import Timeline, compile_schedule
 
 CORPUS = Path(__file__).resolve().parent.parent / "tests" / "data" / "corpus"
@@ -91,14 +91,19 @@ def main() -> None:
     options = parser.parse_args()
     interpolater = deforum_frame_interpolater()
     results = {}
-    print("schedules: Deforum's FrameInterpolater against ours (compile + evaluate), median")
+    print("schedules: Deforum's FrameInterpolater against ours (compile + evaluate), median, run in turn")
     for name, (texts, frames) in cases().items():
         theirs, ours = deforum_values(interpolater, texts, frames), our_values(texts, frames)
         for text, a, b in zip(texts, ours, theirs, strict=True):
             assert np.allclose(a, b, rtol=0, atol=1e-9), f"values differ for {text[:60]}"
-        repeats = 1 if frames >= 10_000 else options.repeats
-        base = median_seconds(lambda _, t=texts, f=frames: deforum_values(interpolater, t, f), repeats)
-        mine = median_seconds(lambda _, t=texts, f=frames: our_values(t, f), options.repeats)
+        times = side_by_side(
+            {
+                "baseline": lambda _, t=texts, f=frames: deforum_values(interpolater, t, f),
+                "ours": lambda _, t=texts, f=frames: our_values(t, f),
+            },
+            3 if frames >= 10_000 else options.repeats,
+        )
+        base, mine = times["baseline"], times["ours"]
         results[name] = {"baseline_ms": base * 1e3, "ours_ms": mine * 1e3, "speedup": base / mine}
         print(f"  {name:46} Deforum {base * 1e3:9.2f} ms   ours {mine * 1e3:8.3f} ms   {base / mine:7.1f}x")
     compiled = [compile_schedule(text, Timeline(10_000), blend="hold") for text in ASSORTED]

@@ -42,6 +42,9 @@ _PLAIN_POSITION = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 _NUMBER = r"[+-]?(?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)"  # a number as Deforum's check_is_number takes one
 # every keyframe a whole frame (no leading zeros) and a number: read at once, no expression compiled
 _NUMBERS_ONLY = re.compile(rf"\s*(?:(?:0|[1-9][0-9]*)\s*:\s*(?:\(\s*{_NUMBER}\s*\)|{_NUMBER})\s*(?:,\s*|$))+")
+# the same as exports write it ("0: (1.0), 1: (1.02)" or without the spaces), checked first: twice as
+# fast to match
+_EXPORTED_NUMBERS = re.compile(rf"\s*(?:0|[1-9][0-9]*): ?\({_NUMBER}\)(?:, ?(?:0|[1-9][0-9]*): ?\({_NUMBER}\))*\s*")
 _PUNCTUATION_TO_SPACES = str.maketrans(":(),", "    ")
 
 
@@ -498,16 +501,12 @@ class NumericSchedule:
     def read(cls, source: str, timeline: Timeline, blend: Blend, field: str | None) -> NumericSchedule | None:
         """The schedule when ``source`` is numbers only; None where it needs the full reading
         (expressions, positions in seconds or beats, repeated frames, nothing before the end)."""
-        if not _NUMBERS_ONLY.fullmatch(source):
+        if not (_EXPORTED_NUMBERS.fullmatch(source) or _NUMBERS_ONLY.fullmatch(source)):
             return None
         tokens = source.translate(_PUNCTUATION_TO_SPACES).split()  # position, value, position, ...
-        if blend == "hold":  # only keyframes before the end are read; the rest have longer numbers
-            lengths = np.fromiter(map(len, tokens[0::2]), dtype=np.int64, count=len(tokens) // 2)
-            near = np.flatnonzero(lengths <= len(str(timeline.frames - 1)))
-            tokens = [tokens[i] for k in near.tolist() for i in (2 * k, 2 * k + 1)]
-        numbers = np.array(tokens, dtype=np.float64).reshape(-1, 2)
         if blend == "hold":
-            numbers = numbers[numbers[:, 0] < timeline.frames]
+            tokens = _before_the_end(tokens, timeline.frames)
+        numbers = np.array(tokens, dtype=np.float64).reshape(-1, 2)
         positions, values = numbers[:, 0], numbers[:, 1]
         order = np.argsort(positions, kind="stable")
         positions, values = positions[order], values[order]
@@ -520,6 +519,19 @@ class NumericSchedule:
 
     def at(self, frame: int, variables: Mapping[str, float] | None = None, *, seconds: float | None = None) -> float:
         return float(np.interp(frame, self._anchors, self._values))
+
+
+def _before_the_end(tokens: list[str], frames: int) -> list[str]:
+    """The (position, value) tokens of keyframes before frame ``frames``, the only ones hold
+    mode reads. Positions are whole numbers without leading zeros: shorter than the last frame's
+    digits is before it, as long compares as text."""
+    last = str(frames - 1)
+    positions = tokens[0::2]
+    lengths = np.fromiter(map(len, positions), dtype=np.int64, count=len(positions))
+    kept = lengths < len(last)
+    for k in np.flatnonzero(lengths == len(last)).tolist():
+        kept[k] = positions[k] <= last
+    return [tokens[i] for k in np.flatnonzero(kept).tolist() for i in (2 * k, 2 * k + 1)]
 
 
 def _order(keys: list[Keyframe], timeline: Timeline, blend: Blend, source: str, field: str | None) -> list[Keyframe]:

@@ -18,7 +18,7 @@ from bench.anchors import DEFORUM_BLOBS, DEFORUM_DIR, deforum_frame_functions, d
 from bench.frame_ops import as_tensor, bench_images, deforum_steps, our_steps
 from engine import coherence
 from engine.deforum import RENAMED, import_deforum_data
-from engine.schedule import Timeline, compile_keyframes, compile_schedule
+from engine.schedule import NumericSchedule, Timeline, compile_keyframes, compile_schedule
 from engine.settings import FIELDS
 
 CORPUS = Path(__file__).parent / "data" / "corpus"
@@ -88,6 +88,8 @@ SCHEDULES = [
     "0:(1), 3:(2), 3:(5), 9:(1)",  # a repeated frame: the full reading (the last wins, with a notice)
     "0: 0.5, 7: 0.25",
     "200:(1)",  # nothing before the end in hold mode: the full reading's message
+    "0: (1), 119: (2), 120: (3), 99: (4), 1000: (5), 118: (-6.5)",  # as exports write it, around the end
+    ", ".join(f"{i}: ({np.sin(i / 7):.4f})" for i in range(300)),  # a per-frame export past the end
 ]
 
 
@@ -102,6 +104,7 @@ def test_numbers_only_schedules_read_in_one_pass_give_the_full_readings_values(t
             compile_schedule(text, timeline, blend=blend)
         return
     fast = compile_schedule(text, timeline, blend=blend)
+    assert isinstance(fast, NumericSchedule) == ("3:(5)" not in text)
     assert np.abs(fast.evaluate() - full).max() <= 1e-12
     assert [fast.at(frame) for frame in (0, 4, 30, 119)] == pytest.approx(full[[0, 4, 30, 119]], abs=1e-12)
 
