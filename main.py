@@ -202,7 +202,8 @@ def stop_on_interrupt() -> Iterator[Callable[[], bool]]:
 
 def run_render(args: argparse.Namespace) -> int:
     from engine.backends import ModelLoadError, load_backend
-    from engine.render import Interrupted, render
+    from engine.modes import Interrupted
+    from engine.render import render
 
     preset = _load(args.preset, args.overrides)
     settings = preset.settings
@@ -436,14 +437,9 @@ def _steps_counted(plan, frame: int) -> int:
     """The steps A1111 schedules prompt editing over at ``frame``: the frame's steps, twice for a
     second-order sampler (as the render's request has them)."""
     from engine.a1111 import total_steps
-    from engine.samplers import canonical_sampler
 
-    sampling = plan.settings.sampling
-    steps = int(plan.values["sampling.steps_schedule"][frame]) if sampling.enable_steps_scheduling else sampling.steps
-    sampler = sampling.sampler
-    if sampling.enable_sampler_scheduling:
-        sampler = canonical_sampler(plan.text_schedules["sampling.sampler_schedule"].at(frame)) or sampler
-    return total_steps(max(steps, 1), sampler)
+    params = plan.frame(frame)
+    return total_steps(params.steps, params.sampler)
 
 
 def run_values(args: argparse.Namespace) -> int:

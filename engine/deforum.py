@@ -206,7 +206,7 @@ def import_deforum_data(data: dict[str, Any]) -> DeforumImport:
         kind = "partial"
     keys = sum(1 for key in data if is_deforum_key(key))
     data = _upgrade(dict(data), kind)
-    values: dict[str, Any] = {}
+    imported: dict[str, Any] = {}
     warnings: list[str] = []
     comments: dict[str, str] = {}  # "group.field" -> a comment for the preset
     ignored: list[str] = []
@@ -229,19 +229,19 @@ def import_deforum_data(data: dict[str, Any]) -> DeforumImport:
             continue
         converted = _convert(target, value, warnings, comments)
         if converted is not None:
-            values[target] = converted
-    values.update(_prompts(data, warnings))
-    values.update(_soundtrack(data))
+            imported[target] = converted
+    imported.update(_prompts(data, warnings))
+    imported.update(_soundtrack(data))
     provenance: list[str] = []
     manifest = data.get("parseq_manifest")
     if isinstance(manifest, dict) or (isinstance(manifest, str) and manifest.strip()):
         document = manifest if isinstance(manifest, dict) else load_manifest(manifest)
-        provenance = apply_parseq(values, data, document, AnimationSettings().max_frames)
+        provenance = apply_parseq(imported, data, document, AnimationSettings().max_frames)
         warnings.extend(provenance)
         kind = "Parseq" if set(data) == {"parseq_manifest"} else f"{kind} + Parseq"
-    values["blend"] = "hold"
-    values["prompt_syntax"] = "a1111"  # Deforum hands its prompts to A1111
-    values.setdefault("prompt_blend_frames", 0)
+    imported["blend"] = "hold"
+    imported["prompt_syntax"] = "a1111"  # Deforum hands its prompts to A1111
+    imported.setdefault("prompt_blend_frames", 0)
     if data.get("sd_model_name"):
         warnings.append(f"the file used the model {data['sd_model_name']!r}: set model.model to its path or hub id")
     active = [key for key in unsupported if _is_on(key, data[key])]
@@ -253,19 +253,19 @@ def import_deforum_data(data: dict[str, Any]) -> DeforumImport:
         warnings.append(f"not supported here, left out: {_compact(rest)}")
     if ignored:
         warnings.append(f"no effect here (Deforum run state, or always on): {_compact(ignored)}")
-    warnings.extend(_missing_files(values))
-    settings = _validated(values, warnings)
-    mapped = {".".join(FIELDS[name]) for name in values if name in FIELDS} | {"prompts"}
+    warnings.extend(_missing_files(imported))
+    settings = _validated(imported, warnings)
+    mapped = {".".join(FIELDS[name]) for name in imported if name in FIELDS} | {"prompts"}
     return DeforumImport(settings, kind, mapped, warnings, keys, provenance, comments)
 
 
-def _missing_files(values: dict[str, Any]) -> list[str]:
+def _missing_files(imported: dict[str, Any]) -> list[str]:
     """One warning per referenced file that is not on this machine (the author's paths)."""
     warnings = []
-    for name in sorted(values):
-        if name not in _PATH_FIELDS or not isinstance(values[name], str):
+    for name in sorted(imported):
+        if name not in _PATH_FIELDS or not isinstance(imported[name], str):
             continue
-        value = values[name].strip()
+        value = imported[name].strip()
         if not value or re.match(r"^[a-z]+://", value) or _hub_id(name, value) or Path(value).expanduser().exists():
             continue
         group = FIELDS[name][0]
@@ -277,18 +277,18 @@ def _hub_id(name: str, value: str) -> bool:
     return name in ("model", "depth_model", "clip_name", "aesthetics_model") and "/" in value and ":" not in value
 
 
-def _validated(values: dict[str, Any], warnings: list[str]) -> Settings:
+def _validated(imported: dict[str, Any], warnings: list[str]) -> Settings:
     """Validate; a value Driftwave cannot take falls back to the default, with a warning."""
-    for _ in range(len(values) + 1):
+    for _ in range(len(imported) + 1):
         try:
-            return settings_from_data(values)
+            return settings_from_data(imported)
         except DriftwaveError as error:
             problems = error.errors if isinstance(error, ErrorGroup) else [error]
             for problem in problems:
                 name = (problem.field or "").split(".")[-1]
-                if name not in values:
+                if name not in imported:
                     raise
-                warnings.append(f"{name} = {values.pop(name)!r} cannot be used ({problem.message}); default kept")
+                warnings.append(f"{name} = {imported.pop(name)!r} cannot be used ({problem.message}); default kept")
     raise SettingsError("the imported settings could not be validated")
 
 
@@ -385,7 +385,7 @@ def _depth_model(value: str, warnings: list[str]) -> str:
 
 def _prompts(data: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
     """Prompts from any Deforum layout: A1111 dict, notebook dict/list, v0.7 cond/uncond."""
-    values: dict[str, Any] = {}
+    imported: dict[str, Any] = {}
     prompts = data.get("prompts", data.get("animation_prompts"))
     if isinstance(prompts, str):
         try:
@@ -395,24 +395,24 @@ def _prompts(data: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
     if isinstance(data.get("cond_prompts"), dict):
         prompts = _with_negatives(data["cond_prompts"], data.get("uncond_prompts"))
     if isinstance(prompts, list):
-        values["still_prompts"] = [str(p) for p in prompts]
+        imported["still_prompts"] = [str(p) for p in prompts]
     elif isinstance(prompts, dict) and prompts:
         if all(re.fullmatch(r"\d{5}", str(v)) for v in prompts.values()) and not all(
             str(k).strip().isdigit() for k in prompts
         ):
-            values["still_prompts"] = list(prompts)  # a still batch: prompt -> index
+            imported["still_prompts"] = list(prompts)  # a still batch: prompt -> index
         else:
-            values["prompts"] = {
+            imported["prompts"] = {
                 str(k).strip(): _SEED_NAME.sub("seed", str(v)) if "`" in str(v) else str(v) for k, v in prompts.items()
             }
     positive = data.get("animation_prompts_positive")
     negative = data.get("animation_prompts_negative")
     # a run-saved file holds positive_prompts/negative_prompts instead: already merged into every prompt
     if isinstance(positive, str) and positive.strip():
-        values["scene_prefix"] = positive.strip() + " "
+        imported["scene_prefix"] = positive.strip() + " "
     if isinstance(negative, str) and negative.replace("--neg", "").strip():
-        values["negative_prompt"] = negative.replace("--neg", "").strip()
-    return values
+        imported["negative_prompt"] = negative.replace("--neg", "").strip()
+    return imported
 
 
 def _with_negatives(cond: dict[str, Any], uncond: Any) -> dict[str, str]:

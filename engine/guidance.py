@@ -21,17 +21,6 @@ import torch.nn.functional as F
 from engine.errors import DriftwaveError
 from engine.settings import GuidanceSettings
 
-SCALES = (
-    "mean_scale",
-    "var_scale",
-    "exposure_scale",
-    "colormatch_scale",
-    "init_mse_scale",
-    "blue_scale",
-    "clip_scale",
-    "aesthetics_scale",
-)
-
 
 @dataclass
 class GuidanceRequest:

@@ -23,6 +23,7 @@ import torch
 from engine.coherence import luma
 from engine.depth import DepthEstimator, depth_map
 from engine.errors import DriftwaveError
+from engine.frame_params import HybridMix
 from engine.images import to_array, write_image
 from engine.motion import grid_from_matrix, warp
 from engine.settings import HybridSettings, Settings
@@ -192,13 +193,12 @@ class HybridVideo:
 
     # compositing
 
-    def composite(self, image: torch.Tensor, frame: int, values: dict) -> torch.Tensor:
+    def composite(self, image: torch.Tensor, frame: int, mix: HybridMix) -> torch.Tensor:
         """The video frame mixed into ``image`` through the mask, then blended by the alpha schedule."""
         video = self.source(frame)
-        mask = self._mask(image, video, frame, values)
+        mask = self._mask(image, video, mix)
         mixed = video if mask is None else mask * image + (1 - mask) * video
-        alpha = float(values["hybrid.hybrid_comp_alpha_schedule"][frame])
-        blended = image + alpha * (mixed - image)
+        blended = image + mix.alpha * (mixed - image)
         if self.options.hybrid_comp_save_extra_frames and self.extra_frames is not None:
             self.extra_frames.mkdir(exist_ok=True)
             for name, picture in (("mask", mask), ("composite", mixed), ("blend", blended)):
@@ -206,29 +206,23 @@ class HybridVideo:
                     write_image(picture.expand(1, 3, -1, -1), self.extra_frames / f"{name}_{frame:05}.png")
         return blended
 
-    def _mask(self, image: torch.Tensor, video: torch.Tensor, frame: int, values: dict) -> torch.Tensor | None:
+    def _mask(self, image: torch.Tensor, video: torch.Tensor, mix: HybridMix) -> torch.Tensor | None:
         options, kind = self.options, self.options.hybrid_comp_mask_type
         if kind == "None":
             return None
         if kind in ("Depth", "Video Depth"):
             mask = nearness(depth_map(self.depth_model, image if kind == "Depth" else video, self.midas_weight))
         elif kind == "Blend":
-            mask = torch.lerp(
-                luma(image), luma(video), float(values["hybrid.hybrid_comp_mask_blend_alpha_schedule"][frame])
-            )
+            mask = torch.lerp(luma(image), luma(video), mix.mask_blend_alpha)
         else:  # Difference
             mask = (luma(image) - luma(video)).abs()
         if options.hybrid_comp_mask_inverse:
             mask = 1 - mask
         if options.hybrid_comp_mask_equalize in ("Before", "Both"):
             mask = equalize(mask)
-        mask = contrast(mask, float(values["hybrid.hybrid_comp_mask_contrast_schedule"][frame]))
+        mask = contrast(mask, mix.mask_contrast)
         if options.hybrid_comp_mask_auto_contrast:
-            mask = auto_contrast(
-                mask,
-                float(values["hybrid.hybrid_comp_mask_auto_contrast_cutoff_low_schedule"][frame]),
-                float(values["hybrid.hybrid_comp_mask_auto_contrast_cutoff_high_schedule"][frame]),
-            )
+            mask = auto_contrast(mask, mix.cutoff_low, mix.cutoff_high)
         if options.hybrid_comp_mask_equalize in ("After", "Both"):
             mask = equalize(mask)
         return mask

@@ -22,10 +22,10 @@ from typing import Protocol
 
 import torch
 
-from engine import coherence
-from engine.backends import Backend, GenerationRequest
-from engine.camera import move_camera
+from engine.backends import Backend
 from engine.errors import DriftwaveError, collecting_notices, notify
+from engine.frame_step import FrameStep, load_init_and_mask
+from engine.hybrid import hybrid_in_use
 from engine.images import write_image
 from engine.plan import Plan, compile_plan
 from engine.prompts import PromptSchedule
@@ -101,10 +101,11 @@ class LiveSession:
         self.keep_statuses = keep_statuses
         self.controls = LiveControls()
         self.settings, self.plan = settings, compile_live(settings)
+        self.frame_step = _frame_step(settings, backend)
         self._pending: tuple[Settings, Plan] | None = None
         self._lock = threading.Lock()
         self.image: torch.Tensor | None = None
-        self.reference: coherence.ColorReference | None = None
+        self.reference: torch.Tensor | None = None  # the colour-coherence reference
         self.frame = 0
         self.started = time.monotonic()
         self.memory_note: str | None = None  # what running out of GPU memory changed
@@ -176,6 +177,7 @@ class LiveSession:
         with self._lock:
             if self._pending is not None:
                 (self.settings, self.plan), self._pending = self._pending, None
+                self.frame_step = _frame_step(self.settings, self.backend)
             controls = self.controls
         envelopes = self.source.envelopes
         audio, audio_frame, raw, heard_at = (
@@ -222,44 +224,20 @@ class LiveSession:
         return status
 
     def _render(self, frame: int, seconds: float, audio: dict[str, float], controls: LiveControls) -> torch.Tensor:
-        settings, plan = self.settings, self.plan
-        scope = {**audio, "bpm": float(settings.audio.bpm)}
-
-        def value(path: str) -> float:
-            return plan.schedules[path].at(frame, scope, seconds=seconds)
-
-        prompts = plan.prompts if controls.prompt is None else held_prompt(plan.prompts, controls.prompt)
-        request = GenerationRequest(
-            prompt=prompts.at(frame, scope, seconds=seconds),
-            seed=settings.sampling.seed,  # one seed: the picture changes with the music, not the noise
-            width=settings.image.W,
-            height=settings.image.H,
-            steps=max(settings.sampling.steps, 1),
-            cfg=controls.cfg if controls.cfg is not None else value("sampling.scale"),
-            sampler=settings.sampling.sampler,
+        """The frame step on the live clock's values, with the quick controls' overrides."""
+        plan = self.plan
+        scope = {**audio, "bpm": float(self.settings.audio.bpm)}
+        held = None
+        if controls.prompt is not None:
+            held = held_prompt(plan.prompts, controls.prompt).at(frame, scope, seconds=seconds)
+        params = plan.frame_at(frame, scope, seconds).overridden(
+            strength=controls.strength, cfg=controls.cfg, prompt=held
         )
         if self.image is None:
-            image = self.backend.generate(request)
-            space = settings.coherence.color_coherence
-            self.reference = coherence.ColorReference(image, space) if space in ("LAB", "HSV", "RGB") else None
+            image, self.reference = self.frame_step.first(params)
             return image
-        warped = move_camera(self.image, settings, value)  # 3D with flat depth: a depth model per frame is too slow
-        if self.reference is not None:
-            warped = self.reference.match(warped)
-        warped = coherence.apply_contrast(warped, value("motion.contrast_schedule"))
-        grain = settings.coherence
-        request.init = coherence.add_noise(
-            warped,
-            value("motion.noise_schedule"),
-            settings.sampling.seed + frame,
-            kind=grain.noise_type,
-            perlin_cells=(grain.perlin_w, grain.perlin_h),
-            octaves=grain.perlin_octaves,
-            persistence=grain.perlin_persistence,
-        )
-        strength = controls.strength if controls.strength is not None else value("motion.strength_schedule")
-        request.strength = min(max(strength, 0.0), 1.0)
-        return self.backend.generate(request)
+        image, self.reference, _ = self.frame_step.next(self.image, self.reference, params)
+        return image
 
     def _out_of_memory(self) -> None:
         image = self.settings.image
@@ -277,6 +255,7 @@ class LiveSession:
             update={"image": image.model_copy(update={"W": smaller[0], "H": smaller[1]})}
         )
         self.settings, self.image = resized, None  # the next frame starts fresh at the smaller size
+        self.frame_step = _frame_step(resized, self.backend)
 
     def _fps(self) -> float:
         if len(self._times) < 2:
@@ -294,10 +273,33 @@ class LiveSession:
             time.sleep(delay)
 
 
+def live_limits(settings: Settings) -> list[str]:
+    """What the render honours that live mode does not, each as the user should hear it."""
+    limits = []
+    if settings.animation.animation_mode not in ("2D", "3D"):
+        limits.append(f"animation_mode {settings.animation.animation_mode}: live mode moves the picture in 2D")
+    if settings.coherence.diffusion_cadence > 1:
+        limits.append("diffusion_cadence: live mode diffuses every frame")
+    if settings.animation.animation_mode == "3D" and settings.depth.use_depth_warping:
+        limits.append("use_depth_warping: live mode warps 3D with flat depth (a depth model a frame is too slow)")
+    if hybrid_in_use(settings):
+        limits.append("hybrid video: live mode follows the audio, not a video")
+    return limits
+
+
+def _frame_step(settings: Settings, backend: Backend) -> FrameStep:
+    init, mask = load_init_and_mask(settings, backend.device)
+    return FrameStep(settings, backend, init=init, mask=mask)
+
+
 def compile_live(settings: Settings) -> Plan:
-    """The plan of a live session: every schedule and prompt compiled, audio names as variables."""
+    """The plan of a live session: every schedule and prompt compiled, audio names as variables;
+    what live mode leaves out is said."""
     with collecting_notices():  # no track: the audio names are live variables, not silent zeros
-        return compile_plan(settings)
+        plan = compile_plan(settings)
+    for limit in live_limits(settings):
+        notify(f"off in live mode: {limit}")
+    return plan
 
 
 def held_prompt(prompts: PromptSchedule, index: int) -> PromptSchedule:

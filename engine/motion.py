@@ -20,25 +20,13 @@ clipping in a rasteriser, which there is none of here).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-
-@dataclass(frozen=True)
-class Motion2D:
-    """One frame's 2D motion (the schedule values at that frame)."""
-
-    angle: float = 0.0
-    zoom: float = 1.0
-    translation_x: float = 0.0
-    translation_y: float = 0.0
-    center_x: float = 0.5
-    center_y: float = 0.5
-    perspective: tuple[float, float, float, float] | None = None  # theta, phi, gamma, fv in degrees
+from engine.frame_params import Motion2D, Motion3D
 
 
 def translation_matrix(dx: float, dy: float) -> np.ndarray:
@@ -157,29 +145,7 @@ def _warp_2d_opencv(image: torch.Tensor, matrix: np.ndarray, border: str) -> tor
     return through_opencv(image, lambda pixels: cv2.warpPerspective(pixels, matrix, (width, height), **flags))
 
 
-MOTION_3D_FIELDS = (
-    "translation_x",
-    "translation_y",
-    "translation_z",
-    "rotation_3d_x",
-    "rotation_3d_y",
-    "rotation_3d_z",
-)
 TRANSLATION_SCALE = 1.0 / 200.0  # camera units per translation unit (Deforum's, from Disco Diffusion)
-
-
-@dataclass(frozen=True)
-class Motion3D:
-    """One frame's 3D camera move (the schedule values at that frame)."""
-
-    translation_x: float = 0.0
-    translation_y: float = 0.0
-    translation_z: float = 0.0
-    rotation_x: float = 0.0  # degrees
-    rotation_y: float = 0.0
-    rotation_z: float = 0.0
-    fov: float = 70.0  # degrees
-    aspect: float = 1.0
 
 
 def euler_xyz(x: float, y: float, z: float) -> torch.Tensor:

@@ -149,19 +149,19 @@ def prompt_table(document: dict[str, Any], frames: int) -> dict[str, str]:
 
 
 def apply_parseq(
-    values: dict[str, Any], data: dict[str, Any], document: dict[str, Any], default_frames: int
+    imported: dict[str, Any], data: dict[str, Any], document: dict[str, Any], default_frames: int
 ) -> list[str]:
-    """Put the document's per-frame values into the importer's ``values`` (Driftwave field names);
+    """Put the document's per-frame values into the importer's ``imported`` (Driftwave field names);
     returns what was done, for the import's warnings."""
     use_deltas = bool(data.get("parseq_use_deltas", True))
     rendered, options = document["rendered_frames"], document.get("options") or {}
-    frames = int(values.get("max_frames", default_frames))
+    frames = int(imported.get("max_frames", default_frames))
     if data.get("parseq_non_schedule_overrides", True):
-        frames = values["max_frames"] = frame_count(document)
+        frames = imported["max_frames"] = frame_count(document)
         if options.get("output_fps"):
-            values["fps"] = float(options["output_fps"])
+            imported["fps"] = float(options["output_fps"])
         if options.get("cadence"):
-            values["diffusion_cadence"] = int(options["cadence"])
+            imported["diffusion_cadence"] = int(options["cadence"])
     first = rendered[0]
     managed = []
     for group, name in fields_of_kind("schedule"):
@@ -170,17 +170,17 @@ def apply_parseq(
             numbers = [float(value) for value in series(document, key, frames)]
             if name == "seed_schedule":
                 numbers = [float(math.trunc(value)) for value in numbers]  # Deforum's int()
-            values[name] = schedule_text(numbers)
+            imported[name] = schedule_text(numbers)
             managed.append(f"{group}.{name}" + (f" ({key})" if key != name else ""))
     if "seed" in first:  # Deforum seeds every frame from it, with Parseq's subseeds
-        values["seed_behavior"] = "schedule"
-        values["enable_subseed_scheduling"] = True
+        imported["seed_behavior"] = "schedule"
+        imported["enable_subseed_scheduling"] = True
     if "deforum_prompt" in first:
-        values["prompts"] = prompt_table(document, frames)
-        values.pop("scene_prefix", None)  # Deforum leaves its own prompt additions out too
-        values.pop("negative_prompt", None)
+        imported["prompts"] = prompt_table(document, frames)
+        imported.pop("scene_prefix", None)  # Deforum leaves its own prompt additions out too
+        imported.pop("negative_prompt", None)
         managed.append("prompts (deforum_prompt)")
-    values["enable_perspective_flip"] = True  # Deforum always turns it on with Parseq
+    imported["enable_perspective_flip"] = True  # Deforum always turns it on with Parseq
     meta = document.get("meta") or {}
     made_by = " ".join(str(meta[key]) for key in ("generated_by", "version") if meta.get(key)) or "Parseq"
     return [

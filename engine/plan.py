@@ -8,17 +8,19 @@ Audio envelopes arrive as named arrays; without them the audio names read as zer
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from engine.errors import DriftwaveError, ErrorGroup, ScheduleError, SettingsError, collecting_notices, notify
+from engine.frame_params import FrameParams, HybridMix, Motion2D, Motion3D, Unsharp, unit
 from engine.prompts import PromptOptions, PromptSchedule, compile_prompts
 from engine.samplers import SAMPLERS, canonical_sampler
 from engine.schedule import Schedule, TextSchedule, Timeline, compile_schedule, compile_text_schedule
-from engine.settings import Settings, fields_of_kind
+from engine.seeds import seed_at
+from engine.settings import GUIDANCE_SCALES, Settings, fields_of_kind
 
 AUDIO_BUILTINS = ("amp", "onset", "beat", "bpm")  # provided by the audio module
 
@@ -39,6 +41,135 @@ class Plan:
     def scope_at(self, frame: int) -> dict[str, float]:
         """The named variables' values at ``frame``, for per-frame prompt weights."""
         return {name: float(value[frame]) if np.ndim(value) else float(value) for name, value in self.audio.items()}
+
+    def frame(self, index: int, *, seed_index: int | None = None) -> FrameParams:
+        """Frame ``index``'s values from the per-frame arrays. ``seed_index``: which diffused
+        frame it is, for the seed (with cadence, the group; default ``index``)."""
+        values = self.values
+        return self._params(
+            index,
+            lambda path: float(values[path][index]),
+            self.prompts.at(index, self.scope_at(index)),
+            index if seed_index is None else seed_index,
+        )
+
+    def frame_at(self, index: int, scope: Mapping[str, float], seconds: float) -> FrameParams:
+        """Frame ``index``'s values on a live clock: the schedules evaluated at ``t`` = ``index``
+        and ``s`` = ``seconds`` with ``scope``'s values (the newest audio envelopes)."""
+        schedules = self.schedules
+        return self._params(
+            index,
+            lambda path: schedules[path].at(index, scope, seconds=seconds),
+            self.prompts.at(index, scope, seconds=seconds),
+            index,
+        )
+
+    def _params(self, index: int, value: Callable[[str], float], prompt, seed_index: int) -> FrameParams:
+        settings = self.settings
+        sampling, batch = settings.sampling, settings.batch
+        steps = int(value("sampling.steps_schedule")) if sampling.enable_steps_scheduling else sampling.steps
+        sampler = sampling.sampler
+        if sampling.enable_sampler_scheduling:
+            sampler = canonical_sampler(self.text_schedules["sampling.sampler_schedule"].at(index)) or sampler
+        subseed = int(value("sampling.subseed_schedule")) if sampling.enable_subseed_scheduling else -1
+        seed = seed_at(
+            sampling.seed,
+            batch.seed_behavior,
+            seed_index,
+            iter_n=batch.seed_iter_N,
+            scheduled=value("batch.seed_schedule"),
+        )
+        return FrameParams(
+            frame=index,
+            seed=seed,
+            prompt=prompt,
+            strength=unit(value("motion.strength_schedule")),
+            cfg=value("sampling.scale"),
+            steps=max(steps, 1),
+            sampler=sampler,
+            subseed=subseed,
+            subseed_strength=value("sampling.subseed_strength_schedule") if subseed >= 0 else 0.0,
+            noise_multiplier=value("sampling.noise_multiplier"),
+            ddim_eta=value("sampling.ddim_eta"),
+            clip_skip=max(int(value("sampling.clip_skip")), 1),
+            noise=value("motion.noise_schedule"),
+            contrast=value("motion.contrast_schedule"),
+            unsharp=Unsharp(
+                int(value("anti_blur.kernel_schedule")),
+                value("anti_blur.sigma_schedule"),
+                value("anti_blur.amount_schedule"),
+                value("anti_blur.threshold_schedule"),
+            ),
+            motion=camera_motion(settings, value),
+            hybrid=HybridMix(
+                flow_factor=value("hybrid.hybrid_flow_factor_schedule"),
+                alpha=value("hybrid.hybrid_comp_alpha_schedule"),
+                mask_blend_alpha=value("hybrid.hybrid_comp_mask_blend_alpha_schedule"),
+                mask_contrast=value("hybrid.hybrid_comp_mask_contrast_schedule"),
+                cutoff_low=value("hybrid.hybrid_comp_mask_auto_contrast_cutoff_low_schedule"),
+                cutoff_high=value("hybrid.hybrid_comp_mask_auto_contrast_cutoff_high_schedule"),
+            ),
+            guidance={name: value(f"guidance.{name}") for name in GUIDANCE_SCALES},
+        )
+
+    def guidance_on(self) -> set[str]:
+        """The guidance scales that are not 0 on some frame."""
+        return {name for name in GUIDANCE_SCALES if (self.values[f"guidance.{name}"] != 0).any()}
+
+
+MOTION_3D_FIELDS = (
+    "translation_x",
+    "translation_y",
+    "translation_z",
+    "rotation_3d_x",
+    "rotation_3d_y",
+    "rotation_3d_z",
+)
+PERSPECTIVE_FLIP = ("theta", "phi", "gamma", "fv")
+
+
+def camera_motion(settings: Settings, value: Callable[[str], float]) -> Motion2D | Motion3D:
+    """The frame's camera move from its schedule values: 3D in 3D mode, else 2D."""
+    if settings.animation.animation_mode == "3D":
+        depth, image = settings.depth, settings.image
+        aspect = image.W / image.H if depth.aspect_ratio_use_old_formula else value("depth.aspect_ratio_schedule")
+        moves = (value(f"motion.{name}") for name in MOTION_3D_FIELDS)
+        return Motion3D(*moves, fov=value("depth.fov_schedule"), aspect=aspect)
+    perspective = None
+    if settings.motion.enable_perspective_flip:
+        perspective = tuple(value(f"motion.perspective_flip_{name}") for name in PERSPECTIVE_FLIP)
+    return Motion2D(
+        angle=value("motion.angle"),
+        zoom=value("motion.zoom"),
+        translation_x=value("motion.translation_x"),
+        translation_y=value("motion.translation_y"),
+        center_x=value("motion.transform_center_x"),
+        center_y=value("motion.transform_center_y"),
+        perspective=perspective,
+    )
+
+
+def check_camera(plan: Plan) -> None:
+    """3D: a field of view inside (0, 180) and near before far, at every frame."""
+    if plan.settings.animation.animation_mode != "3D":
+        return
+    values = plan.values
+    fov = values["depth.fov_schedule"]
+    bad = next((i for i, v in enumerate(fov) if not 0 < float(v) < 180), None)
+    if bad is not None:
+        raise DriftwaveError(
+            f"the field of view is {float(fov[bad]):g} degrees at frame {bad}",
+            field="depth.fov_schedule",
+            hint="keep it between 0 and 180 (70 is a good start)",
+        )
+    near, far = values["depth.near_schedule"], values["depth.far_schedule"]
+    bad = next((i for i in range(len(near)) if float(near[i]) >= float(far[i])), None)
+    if bad is not None:
+        raise DriftwaveError(
+            f"the near plane ({float(near[bad]):g}) is not before the far plane ({float(far[bad]):g}) at frame {bad}",
+            field="depth.near_schedule",
+            hint="make near_schedule smaller than far_schedule (200 and 10000 are Deforum's)",
+        )
 
 
 def audio_names(settings: Settings) -> set[str]:

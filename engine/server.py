@@ -277,7 +277,8 @@ class Engine:
     # -- the render thread --------------------------------------------------------------------------
 
     def _render(self, settings: Settings, resume: str | None) -> None:
-        from engine.render import Interrupted, render
+        from engine.modes import Interrupted
+        from engine.render import render
 
         def on_event(event: dict) -> None:
             kind = event.get("type")

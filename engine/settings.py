@@ -355,6 +355,18 @@ class InitSettings(Group):
     mask_overlay_blur: int = Field(4, ge=0, le=64, description="blur of the overlay mask edge")
 
 
+GUIDANCE_SCALES = (
+    "mean_scale",
+    "var_scale",
+    "exposure_scale",
+    "colormatch_scale",
+    "init_mse_scale",
+    "blue_scale",
+    "clip_scale",
+    "aesthetics_scale",
+)  # the gradient-conditioning terms, each a schedule of GuidanceSettings
+
+
 class GuidanceSettings(Group):
     mean_scale: ScheduleText = schedule("0", "push pixels towards mid grey")
     var_scale: ScheduleText = schedule("0", "push pixels towards lower variance")

@@ -9,7 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from engine.render import Interrupted, RenderResult, render
+from engine.modes import Interrupted
+from engine.render import RenderResult, render
 from engine.settings import Settings
 
 

@@ -302,9 +302,9 @@ def test_a_render_killed_at_any_moment_resumes_to_the_same_frames(tmp_path, whol
 # the frame on its way to the writer is lost at frame 3 (the real writer then fails on it)
 FAULTY_ENGINE = """
 import runpy, sys
-import engine.render
+import engine.modes
 
-real_write_image, lost = engine.render.write_image, []
+real_write_image, lost = engine.modes.write_image, []
 
 def write_image(image, path, **options):
     if path.name == "000003.png" and not lost:
@@ -312,7 +312,7 @@ def write_image(image, path, **options):
         image = None
     return real_write_image(image, path, **options)
 
-engine.render.write_image = write_image
+engine.modes.write_image = write_image
 sys.argv = [{main!r}, *sys.argv[1:]]
 runpy.run_path({main!r}, run_name="__main__")
 """

@@ -204,7 +204,7 @@ def test_a_difference_mask_keeps_the_render_where_it_differs(tmp_path, pan_video
     image = video.clone()
     image[..., 8:16, 8:16] = 1.0  # the render differs from the video here only
     hybrid = HybridVideo(settings, lambda frame: video, None, None)
-    mixed = hybrid.composite(image, 0, compile_run(settings).values)
+    mixed = hybrid.composite(image, 0, compile_run(settings).frame(0).hybrid)
     # the mask is the difference, 0.9, in the patch (0.1 inverted): mostly the render there
     assert torch.allclose(mixed[..., 8:16, 8:16], torch.full((1, 3, 8, 8), patch), atol=1e-3)
     assert torch.allclose(mixed[..., 20:, 20:], video[..., 20:, 20:])

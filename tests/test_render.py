@@ -15,8 +15,9 @@ import torch
 
 from engine.backends import GenerationRequest, load_backend
 from engine.errors import DriftwaveError, SettingsError, collecting_notices
+from engine.modes import Interrupted
 from engine.presets import load_preset, settings_from_data
-from engine.render import Interrupted, render
+from engine.render import render
 from engine.settings import ModelSettings
 
 ROOT = Path(__file__).resolve().parent.parent

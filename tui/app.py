@@ -226,9 +226,8 @@ class DriftwaveApp(App):
         from tui.live import LivePane
 
         with collecting_notices():
-            values = compile_plan(self.session.settings).values
-        strength, cfg = float(values["motion.strength_schedule"][0]), float(values["sampling.scale"][0])
-        return LivePane(self.image_class, strength, cfg, id="pane-live")
+            first = compile_plan(self.session.settings).frame(0)
+        return LivePane(self.image_class, first.strength, first.cfg, id="pane-live")
 
     def on_live_pane_control(self, message) -> None:
         self.run_worker(self._request("control", **message.changes), group="control")

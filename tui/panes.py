@@ -349,17 +349,17 @@ class AudioPane(Vertical):
 
     @on(Button.Pressed, "#filter-save")
     def _save_filter(self) -> None:
-        values = {
+        entered = {
             field: self.query_one(f"#filter-{field}", Input).value.strip()
             for field in ("name", "center", "width", "order")
         }
-        filters = [f.model_dump() for f in self.session.settings.audio.filters if f.name != values["name"]]
+        filters = [f.model_dump() for f in self.session.settings.audio.filters if f.name != entered["name"]]
         filters.append(
             {
-                "name": values["name"],
-                "f_center": values["center"] or 0,
-                "f_width": values["width"] or 0,
-                "order": values["order"] or 5,
+                "name": entered["name"],
+                "f_center": entered["center"] or 0,
+                "f_width": entered["width"] or 0,
+                "order": entered["order"] or 5,
             }
         )
         if self._set("audio.filters", filters):

@@ -18,7 +18,8 @@ class ModelLoadError(DriftwaveError):
 
 @dataclass
 class GenerationRequest:
-    """One image to make. ``strength`` is Deforum's: the share of ``init`` kept (0 = a new image)."""
+    """One image to make. ``strength`` is Deforum's, in [0, 1]: the share of ``init`` kept (0 = a
+    new image)."""
 
     prompt: FramePrompt  # with A1111 prompt editing, prompt.by_step(steps) gives the text of each step
     seed: int
@@ -39,6 +40,11 @@ class GenerationRequest:
     tiling: bool = False  # seamless: every convolution pads circularly
     threshold: tuple[float, float] = (0.0, 0.0)  # (dynamic percentile, static max); 0 = off
     guidance: GuidanceRequest | None = None  # gradient conditioning of this frame
+
+    @property
+    def denoise(self) -> float:
+        """The share of the picture diffusion repaints: 1 - strength (diffusers' ``strength``)."""
+        return 1.0 - self.strength
 
 
 class Backend(Protocol):

@@ -108,8 +108,7 @@ class DiffusionBackend:
         noise = self._noise(request)
         init_latents = None
         if request.init is not None and request.strength > 0:
-            denoise = 1.0 - min(request.strength, 1.0)
-            kept_steps = min(int(request.steps * denoise), request.steps)
+            kept_steps = min(int(request.steps * request.denoise), request.steps)
             if kept_steps == 0:
                 return request.init.to(self.device).clamp(0, 1)  # so little strength left that no step runs
             start = (request.steps - kept_steps) * scheduler.order

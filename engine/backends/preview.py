@@ -32,9 +32,8 @@ class PreviewBackend:
         if request.init is None or request.strength <= 0:
             return pattern(_prompt_key(request), request.seed, request.width, request.height).to(self.device)
         init = request.init.to(self.device)
-        repaint = 1.0 - min(max(request.strength, 0.0), 1.0)
         smoothed = gaussian_blur(init, 3, 0.8)
-        image = init + repaint * 0.5 * (smoothed - init)
+        image = init + request.denoise * 0.5 * (smoothed - init)
         if request.mask is not None:
             image = request.mask * init + (1 - request.mask) * image
         return image.clamp(0, 1)
