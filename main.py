@@ -352,27 +352,33 @@ class ProgressLine:
         self.timestring: str | None = None
         self.last = 0.0
 
-    def __call__(self, event: dict) -> None:
+    def __call__(self, event) -> None:
         import time
 
-        if event["type"] == "log":
-            self.finish()
-            print(event["message"], file=sys.stderr)
-            if "rendering to " in event["message"]:
-                self.timestring = Path(event["message"].split("rendering to ")[1].split(" with ")[0]).name
-        elif event["type"] == "progress":
-            frame, total, fps, eta = event["frame"], event["total"], event["fps"], event["eta_s"]
+        from engine.protocol import Log, Progress, RunStarted
+
+        if isinstance(event, RunStarted):
+            self.timestring = event.timestring
+            self._say(f"rendering to {event.folder} with {event.backend}")
+        elif isinstance(event, Log):
+            self._say(event.message)
+        elif isinstance(event, Progress):
             width = 30
-            filled = int(width * frame / total)
+            filled = int(width * event.frame / event.total)
+            eta = int(event.eta_s or 0)
             line = (
-                f"frame {frame}/{total} [{'#' * filled}{'.' * (width - filled)}] {fps:.2f} it/s"
-                f" ETA {int(eta or 0) // 60}:{int(eta or 0) % 60:02d}"
+                f"frame {event.frame}/{event.total} [{'#' * filled}{'.' * (width - filled)}] {event.fps:.2f} it/s"
+                f" ETA {eta // 60}:{eta % 60:02d}"
             )
             if self.tty:
                 print(f"\r{line}", end="", file=sys.stderr, flush=True)
-            elif time.monotonic() - self.last > 5 or frame == total:
+            elif time.monotonic() - self.last > 5 or event.frame == event.total:
                 print(line, file=sys.stderr)
                 self.last = time.monotonic()
+
+    def _say(self, message: str) -> None:
+        self.finish()
+        print(message, file=sys.stderr)
 
     def finish(self) -> None:
         if self.tty:

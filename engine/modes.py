@@ -13,7 +13,6 @@ import math
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import torch
 
@@ -26,11 +25,10 @@ from engine.hybrid import HybridVideo, hybrid_in_use
 from engine.images import from_array, load_image, write_image
 from engine.outputs import RunFolder, deferred_interrupt
 from engine.plan import Plan, compile_run, interpolation_positions
+from engine.protocol import Event, FrameWritten, Log, Progress
 from engine.seeds import seed_at
 from engine.settings import Settings
 from engine.video_input import VideoFrames, open_video_input
-
-Event = dict[str, Any]
 
 
 class Interrupted(DriftwaveError):
@@ -80,7 +78,7 @@ class Modes:
         if update is not None:
             self.history = [entry for entry in self.history if entry[0] < frame] + [(frame, update)]
             self.run.save_history(self.history)
-            self.emit({"type": "log", "message": f"edit applied from frame {frame}"})
+            self.emit(Log(f"edit applied from frame {frame}"))
         current = next((s for start, s in reversed(self.history) if start <= frame), self.base)
         if current is not self.settings:
             self._use(current)
@@ -139,7 +137,7 @@ class Modes:
         if (self.run.root / "state.json").exists():
             state, tensors = self.run.load_state(self.backend.device)
             start, older, reference = state["next_group"], tensors.get("older"), tensors.get("color_reference")
-            self.emit({"type": "log", "message": f"resuming at frame {start * cadence}"})
+            self.emit(Log(f"resuming at frame {start * cadence}"))
         for group in range(start, math.ceil(total / cadence)):
             first = group * cadence
             self._follow_history(first)
@@ -188,7 +186,7 @@ class Modes:
         if (self.run.root / "state.json").exists():
             state, tensors = self.run.load_state(self.backend.device)
             start, reference = state["next_group"], tensors.get("color_reference")
-            self.emit({"type": "log", "message": f"resuming at frame {start}"})
+            self.emit(Log(f"resuming at frame {start}"))
         for index in range(start, total):
             self._follow_history(index)
             params = self.plan.frame(index)
@@ -290,16 +288,8 @@ class Modes:
         self.done += 1
         elapsed = time.monotonic() - self.started
         rate = self.done / elapsed if elapsed > 0 else 0.0
-        self.emit({"type": "frame", "index": index, "path": str(path)})
-        self.emit(
-            {
-                "type": "progress",
-                "frame": index + 1,
-                "total": total,
-                "fps": rate,
-                "eta_s": (total - index - 1) / rate if rate else None,
-            }
-        )
+        self.emit(FrameWritten(index, str(path)))
+        self.emit(Progress(index + 1, total, rate, (total - index - 1) / rate if rate else None))
         return path
 
     def _check_stop(self) -> None:

@@ -2,22 +2,23 @@
 
 Every message carries ``v`` (the protocol version) and ``type``. Requests: hello, submit (a
 render, or with ``live`` a live session), update, control (live mode's quick controls), pause,
-resume, cancel, status, shutdown. Events: state, progress, frame, live (one per live frame: rate,
-latency, audio values, the newest frame's path), log, error, done. Frames travel as file paths,
-never as pixels. No model library is imported here: the
-TUI uses this module too.
+resume, cancel, status, shutdown. Events are the dataclasses below, made by the render and the
+live loop, sent by the server and read back by the CLI and the TUI with :func:`read_event`:
+nothing parses a log line. Frames travel as file paths, never as pixels. No model library is
+imported here: the TUI uses this module too.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-VERSION = 2
+VERSION = 3
 REQUESTS = ("hello", "submit", "update", "control", "pause", "resume", "cancel", "status", "shutdown")
-EVENTS = ("state", "progress", "frame", "live", "log", "error", "done")
 MAX_LINE = 16 * 1024 * 1024  # a settings snapshot with long prompts fits easily
 
 
@@ -37,6 +38,111 @@ def decode(line: bytes | str) -> dict[str, Any]:
     if not isinstance(message, dict) or "type" not in message or "v" not in message:
         raise ProtocolError("a message is an object with 'v' and 'type'")
     return message
+
+
+# -- events -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunStarted:
+    """A render began (or resumed) in ``folder``, run ``timestring``, on ``backend``."""
+
+    TYPE: ClassVar[str] = "run"
+    folder: str
+    timestring: str
+    backend: str
+
+
+@dataclass(frozen=True)
+class Progress:
+    """``frame`` of ``total`` frames written (``total`` None: live, no end)."""
+
+    TYPE: ClassVar[str] = "progress"
+    frame: int
+    total: int | None
+    fps: float
+    eta_s: float | None
+
+
+@dataclass(frozen=True)
+class FrameWritten:
+    TYPE: ClassVar[str] = "frame"
+    index: int
+    path: str
+
+
+@dataclass(frozen=True)
+class Log:
+    TYPE: ClassVar[str] = "log"
+    message: str
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The job stopped on a problem: ``where`` it was raised, the settings ``field`` to change."""
+
+    TYPE: ClassVar[str] = "error"
+    message: str
+    where: str = "engine"
+    hint: str | None = None
+    field: str | None = None
+
+
+@dataclass(frozen=True)
+class Done:
+    TYPE: ClassVar[str] = "done"
+    outputs: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LiveFrame:
+    """One live frame: its rate, audio-to-picture latency, the audio values it read."""
+
+    TYPE: ClassVar[str] = "live"
+    frame: int
+    fps: float
+    latency_ms: float
+    audio: dict[str, float]
+    behind: bool
+    problem: str | None
+    path: str
+
+
+@dataclass(frozen=True)
+class State:
+    """The engine's snapshot: its state, the job (its settings, folder, outputs), the newest
+    progress and frame, the recent log."""
+
+    TYPE: ClassVar[str] = "state"
+    state: str
+    job: dict[str, Any] | None = None
+    progress: dict[str, Any] | None = None
+    latest_frame: str | None = None
+    log: list[str] = field(default_factory=list)
+    pid: int | None = None
+
+
+Event = RunStarted | Progress | FrameWritten | Log | Failed | Done | LiveFrame | State
+_EVENTS: dict[str, type] = {
+    kind.TYPE: kind for kind in (RunStarted, Progress, FrameWritten, Log, Failed, Done, LiveFrame, State)
+}
+EVENTS = tuple(_EVENTS)
+
+
+def to_wire(event: Event) -> bytes:
+    return encode(event.TYPE, **dataclasses.asdict(event))
+
+
+def read_event(message: dict[str, Any]) -> Event | None:
+    """The event a decoded message holds (None: not an event); a field missing: ProtocolError."""
+    kind = _EVENTS.get(message.get("type"))
+    if kind is None:
+        return None
+    names = {item.name for item in dataclasses.fields(kind)}
+    try:
+        return kind(**{name: value for name, value in message.items() if name in names})
+    except TypeError as error:
+        raise ProtocolError(f"a {message['type']!r} event: {error}") from None
 
 
 def version_problem(message: dict[str, Any], *, side: str) -> str | None:

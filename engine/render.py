@@ -21,12 +21,12 @@ from engine.modes import Modes, depth_model_for
 from engine.outputs import RunFolder
 from engine.plan import Plan, check_camera, compile_run, interpolation_length, without_missing_track
 from engine.presets import save_preset
+from engine.protocol import Done, Event, Log, RunStarted
 from engine.seeds import pick_seed
 from engine.settings import Settings
 from engine.video import write_gif, write_video
 from engine.video_input import probe
 
-Event = dict[str, Any]
 SUPPORTED_MODES = ("None", "2D", "3D", "Video Input", "Interpolation")
 
 
@@ -79,7 +79,7 @@ def render(
         )
         _write_settings(run, settings, backend)
         write_atomically(run.root / "values.csv", as_csv(values_table(plan)))
-    emit({"type": "log", "message": f"rendering to {run.root} with {backend.name}"})
+    emit(RunStarted(str(run.root), run.timestring, backend.name))
     modes = Modes(
         settings, plan, backend, run, emit, should_stop or (lambda: False), take_update or (lambda: None), depth
     )
@@ -88,7 +88,7 @@ def render(
     if settings.animation.animation_mode != "None" and not settings.video.skip_video_creation:
         result.video = _write_videos(run, settings, modes.plan, frames, emit)
     result.outputs = [*frames, *([result.video] if result.video else [])]
-    emit({"type": "done", "outputs": [str(path) for path in result.outputs]})
+    emit(Done([str(path) for path in result.outputs]))
     return result
 
 
@@ -225,7 +225,7 @@ def _write_videos(run: RunFolder, settings: Settings, plan: Plan, frames: list[P
         if info.has_audio:
             audio, offset = Path(source), settings.video_input.extract_from_frame / info.fps
         else:
-            emit({"type": "log", "message": f"{Path(source).name} has no sound: the video is silent"})
+            emit(Log(f"{Path(source).name} has no sound: the video is silent"))
     try:
         video = write_video(
             frames,
@@ -241,7 +241,7 @@ def _write_videos(run: RunFolder, settings: Settings, plan: Plan, frames: list[P
             field=error.field,
             hint=f"the frames are kept in {run.frames}; resuming run {run.timestring} makes only the video",
         ) from None
-    emit({"type": "log", "message": f"wrote {video}"})
+    emit(Log(f"wrote {video}"))
     if settings.video.save_srt:
         write_atomically(video.with_suffix(".srt"), as_srt(values_table(plan), settings.animation.fps))
     if settings.video.make_gif:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import socket
 import stat
@@ -22,7 +23,25 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import DriftwaveError, ErrorGroup, collecting_notices
-from engine.protocol import MAX_LINE, REQUESTS, ProtocolError, decode, encode, runtime_dir, socket_path, version_problem
+from engine.protocol import (
+    MAX_LINE,
+    REQUESTS,
+    Done,
+    Event,
+    Failed,
+    FrameWritten,
+    LiveFrame,
+    Log,
+    Progress,
+    ProtocolError,
+    RunStarted,
+    State,
+    decode,
+    runtime_dir,
+    socket_path,
+    to_wire,
+    version_problem,
+)
 from engine.settings import Settings
 
 # what may change while a render runs; the rest (size, model, mode, output place) needs a new run
@@ -109,22 +128,22 @@ class Engine:
         try:
             message = decode(line)
         except ProtocolError as error:
-            await self._send(writer, encode("error", message=str(error), where="protocol"))
+            await self._send(writer, to_wire(Failed(str(error), "protocol")))
             return
         problem = version_problem(message, side="engine")
         if problem:
-            await self._send(writer, encode("error", message=problem, where="protocol"))
+            await self._send(writer, to_wire(Failed(problem, "protocol")))
             return
         kind = message["type"]
         if kind not in REQUESTS:
-            await self._send(writer, encode("error", message=f"unknown request {kind!r}", where="protocol"))
+            await self._send(writer, to_wire(Failed(f"unknown request {kind!r}", "protocol")))
             return
         try:
             reply = getattr(self, f"_on_{kind}")(message)
         except DriftwaveError as error:
             where = error.field or kind
             text = str(error) if isinstance(error, ErrorGroup) else error.message
-            await self._send(writer, encode("error", message=text, where=where, hint=error.hint))
+            await self._send(writer, to_wire(Failed(text, where, error.hint, error.field)))
             return
         if reply is not None:
             await self._send(writer, reply)
@@ -165,15 +184,7 @@ class Engine:
     # -- requests ---------------------------------------------------------------------------------
 
     def snapshot(self) -> bytes:
-        return encode(
-            "state",
-            state=self.state,
-            job=self.job,
-            progress=self.progress,
-            latest_frame=self.latest_frame,
-            log=list(self.log)[-50:],
-            pid=os.getpid(),
-        )
+        return to_wire(State(self.state, self.job, self.progress, self.latest_frame, list(self.log)[-50:], os.getpid()))
 
     def _on_hello(self, message: dict) -> bytes:
         return self.snapshot()
@@ -280,23 +291,22 @@ class Engine:
         from engine.modes import Interrupted
         from engine.render import render
 
-        def on_event(event: dict) -> None:
-            kind = event.get("type")
-            fields = {k: v for k, v in event.items() if k != "type"}
-            if kind == "progress":
-                self.progress = fields
+        def on_event(event: Event) -> None:
+            if isinstance(event, Progress):
+                self.progress = dataclasses.asdict(event)
                 if self.state == "loading":
                     self._set_state("rendering")
-            elif kind == "frame":
-                self.latest_frame = fields["path"]
-            elif kind == "log":
-                self._remember(fields["message"])
-                if "rendering to " in fields["message"] and self.job is not None:
-                    self.job["folder"] = fields["message"].split("rendering to ")[1].split(" with ")[0]
-                    self._set_state("rendering")
-            elif kind == "done" and self.job is not None:
-                self.job["outputs"] = fields.get("outputs", [])
-            self.broadcast(encode(kind, **fields))
+            elif isinstance(event, FrameWritten):
+                self.latest_frame = event.path
+            elif isinstance(event, Log):
+                self._remember(event.message)
+            elif isinstance(event, RunStarted) and self.job is not None:
+                self.job.update(folder=event.folder, timestring=event.timestring, backend=event.backend)
+                self._remember(f"rendering to {event.folder} with {event.backend}")
+                self._set_state("rendering")
+            elif isinstance(event, Done) and self.job is not None:
+                self.job["outputs"] = event.outputs
+            self.broadcast(to_wire(event))
 
         def should_stop() -> bool:
             while self.paused.is_set() and not self.cancelled.is_set():
@@ -318,9 +328,8 @@ class Engine:
             self._say(stopped.message)
             self._set_state("cancelled")
         except DriftwaveError as error:
-            self._fail(
-                error.message if not isinstance(error, ErrorGroup) else str(error), error.field or "render", error.hint
-            )
+            message = error.message if not isinstance(error, ErrorGroup) else str(error)
+            self._fail(message, error.field or "render", error.hint, error.field)
         except Exception as error:  # a bug: the engine keeps serving and the TUI shows where
             self._bug(error)
 
@@ -334,16 +343,8 @@ class Engine:
         def on_frame(status, image) -> None:
             self.progress = {"frame": status.frame + 1, "total": None, "fps": status.fps, "eta_s": None}
             self.latest_frame = str(frames / "latest.png")
-            fields = {
-                "frame": status.frame,
-                "fps": status.fps,
-                "latency_ms": status.latency_ms,
-                "audio": status.audio,
-                "behind": status.behind,
-                "problem": status.problem,
-                "path": self.latest_frame,
-            }
-            self.broadcast(encode("live", **fields))
+            shown = (status.frame, status.fps, status.latency_ms, status.audio, status.behind, status.problem)
+            self.broadcast(to_wire(LiveFrame(*shown, self.latest_frame)))
 
         def should_stop() -> bool:
             while self.paused.is_set() and not self.cancelled.is_set():
@@ -382,7 +383,7 @@ class Engine:
             self._say(summary.line() + (f"; recorded {record}" if record else ""))
             self._set_state("done" if not self.cancelled.is_set() else "cancelled")
         except DriftwaveError as error:
-            self._fail(error.message, error.field or "live", error.hint)
+            self._fail(error.message, error.field or "live", error.hint, error.field)
         except Exception as error:  # a bug: the engine keeps serving and the TUI shows where
             self._bug(error)
         finally:
@@ -398,9 +399,9 @@ class Engine:
             f"{type(error).__name__}: {error}", raised_at(error), "a bug in Driftwave: the engine log has the traceback"
         )
 
-    def _fail(self, message: str, where: str, hint: str | None) -> None:
+    def _fail(self, message: str, where: str, hint: str | None, field: str | None = None) -> None:
         self._remember(f"error: {message}")
-        self.broadcast(encode("error", message=message, where=where, hint=hint))
+        self.broadcast(to_wire(Failed(message, where, hint, field)))
         self._set_state("error")
 
     # -- helpers -------------------------------------------------------------------------------------
@@ -412,7 +413,7 @@ class Engine:
 
     def _say(self, message: str) -> None:
         self._remember(message)
-        self.broadcast(encode("log", message=message))
+        self.broadcast(to_wire(Log(message)))
 
     def _remember(self, message: str) -> None:
         self.log.append(message)

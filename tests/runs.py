@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from engine.modes import Interrupted
+from engine.protocol import FrameWritten
 from engine.render import RenderResult, render
 from engine.settings import Settings
 
@@ -26,7 +27,7 @@ def whole_and_resumed(
             settings_in("parts"),
             backend=backend,
             should_stop=lambda: len(written) >= stop_after,
-            on_event=lambda event: written.append(event) if event["type"] == "frame" else None,
+            on_event=lambda event: written.append(event) if isinstance(event, FrameWritten) else None,
         )
     parts = settings_in("parts")
     batch = Path(parts.batch.outdir) / parts.batch.batch_name

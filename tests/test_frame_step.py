@@ -23,6 +23,7 @@ from engine.modes import Modes
 from engine.outputs import RunFolder
 from engine.plan import compile_plan
 from engine.presets import settings_from_data
+from engine.protocol import FrameWritten
 from engine.render import render
 from engine.settings import ModelSettings
 
@@ -113,7 +114,7 @@ def test_a_hybrid_edit_mid_run_changes_the_next_frame(tmp_path, pan_video):  # n
         edited_settings,
         backend=preview,
         take_update=take_update,
-        on_event=lambda event: written.append(event["index"]) if event["type"] == "frame" else None,
+        on_event=lambda event: written.append(event.index) if isinstance(event, FrameWritten) else None,
     )
     read = [[cv2.imread(str(path)) for path in result.frames] for result in (plain, edited)]
     for index in range(3):

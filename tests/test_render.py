@@ -17,6 +17,7 @@ from engine.backends import GenerationRequest, load_backend
 from engine.errors import DriftwaveError, SettingsError, collecting_notices
 from engine.modes import Interrupted
 from engine.presets import load_preset, settings_from_data
+from engine.protocol import Done, FrameWritten, Progress
 from engine.render import render
 from engine.settings import ModelSettings
 
@@ -88,9 +89,9 @@ def test_2d_render_writes_frames_settings_state_and_video(tmp_path, tiny):
     assert "Rendered with: diffusers (tiny)" in (result.folder / "settings.toml").read_text()
     count, seconds = imageio_ffmpeg.count_frames_and_secs(str(result.video))
     assert count == 6 and seconds == pytest.approx(6 / 15, abs=0.05)
-    progress = [e for e in events if e["type"] == "progress"]
-    assert progress[-1]["frame"] == 6 and progress[-1]["total"] == 6
-    assert events[-1]["type"] == "done" and str(result.video) in events[-1]["outputs"]
+    progress = [e for e in events if isinstance(e, Progress)]
+    assert progress[-1].frame == 6 and progress[-1].total == 6
+    assert isinstance(events[-1], Done) and str(result.video) in events[-1].outputs
     assert result.folder.parent.parent == tmp_path / "out" and result.folder.parent.name == "driftwave"
 
 
@@ -262,8 +263,8 @@ def test_a_failing_write_keeps_finished_frames_and_state(tmp_path, preview):
     settings = make_settings(tmp_path, coherence={"diffusion_cadence": 1})
 
     def block_frame_3(event):
-        if event["type"] == "frame" and event["index"] == 2:
-            (Path(event["path"]).parent / ".000003.png.part").mkdir()  # the next write cannot land
+        if isinstance(event, FrameWritten) and event.index == 2:
+            (Path(event.path).parent / ".000003.png.part").mkdir()  # the next write cannot land
 
     with pytest.raises(DriftwaveError, match="cannot write"):
         render(settings, backend=preview, on_event=block_frame_3)
@@ -296,7 +297,7 @@ def test_resume_reproduces_an_uninterrupted_run_pixel_for_pixel(tmp_path, tiny):
             settings("parts"),
             backend=tiny,
             should_stop=stop_after_5,
-            on_event=lambda e: written.append(e) if e["type"] == "frame" else None,
+            on_event=lambda e: written.append(e) if isinstance(e, FrameWritten) else None,
         )
     timestring = next((tmp_path / "parts" / "driftwave").iterdir()).name
     resumed = render(settings("parts"), backend=tiny, resume=timestring)

@@ -280,52 +280,65 @@ class DriftwaveApp(App):
         self.notify(message, title="Engine", severity="error", timeout=10)
 
     def on_engine_message(self, message: dict) -> None:
+        """An engine event, read as its protocol type and handed to its handler."""
         if not self.is_running:
             return  # shutting down: the panes are being removed
+        from engine import protocol
+
+        event = protocol.read_event(message)
+        handlers = {
+            protocol.State: self._show_engine_state,
+            protocol.LiveFrame: self._show_live_frame,
+            protocol.Progress: self._show_progress,
+            protocol.FrameWritten: lambda frame: setattr(self.pane("render"), "pending_frame", frame.path),
+            protocol.RunStarted: lambda run: self.pane("render").log(f"rendering to {run.folder} with {run.backend}"),
+            protocol.Log: lambda log: self.pane("render").log(log.message),
+            protocol.Failed: self._show_failure,
+            protocol.Done: lambda done: self.pane("render").log(f"done: {len(done.outputs)} files"),
+        }
+        if event is not None:
+            handlers[type(event)](event)
+
+    def _show_engine_state(self, snapshot) -> None:
         pane = self.pane("render")
-        kind = message["type"]
-        if kind == "state":
-            first = self.engine_state == "disconnected"
-            self.engine_state, self.job = message["state"], message.get("job")
-            self.engine_pid = message.get("pid", self.engine_pid)
-            pane.show_state(self.engine_state, self.job)
-            if (message.get("progress") or {}).get("total"):
-                pane.show_progress(**_progress(message["progress"]))
-            if message.get("latest_frame"):
-                pane.pending_frame = message["latest_frame"]
-            if first:
-                pane.show_pending_frame()  # a running job's latest frame now, not a tick later
-                for line in message.get("log", []):
-                    pane.log(line)
-                if self.engine_state in RUNNING:
-                    self.call_later(self._attach, self.job)
-                elif self.live_options is not None:
-                    self.call_later(self.action_render)
-            if self.engine_state == "done":
-                self.notify("render finished", title="Engine")
-            self.refresh_title()
-        elif kind == "live":
-            if self.query("#pane-live"):
-                self.pane("live").show(message)
-            else:  # a TUI opened for editing, attached to a live session
-                pane.pending_frame = message["path"]
-        elif kind == "progress" and message.get("total"):
-            pane.show_progress(**_progress(message))
-        elif kind == "frame":
-            pane.pending_frame = message["path"]  # shown by the pane's timer: the newest only
-        elif kind == "log":
-            pane.log(message["message"])
-        elif kind == "error":
-            where = message.get("where") or "engine"
-            hint = message.get("hint") or ""
-            if "backend=preview" in hint:
-                hint = "to see the motion without a model, set model.backend to preview (Settings)"
-            pane.log(f"error ({where}): {message['message']}" + (f" — {hint}" if hint else ""))
-            self.notify(
-                f"{where}: {message['message']}\n{hint}".strip(), title="Engine error", severity="error", timeout=12
-            )
-        elif kind == "done":
-            pane.log(f"done: {len(message.get('outputs', []))} files")
+        first = self.engine_state == "disconnected"
+        self.engine_state, self.job = snapshot.state, snapshot.job
+        self.engine_pid = snapshot.pid or self.engine_pid
+        pane.show_state(self.engine_state, self.job)
+        if (snapshot.progress or {}).get("total"):
+            pane.show_progress(**_progress(snapshot.progress))
+        if snapshot.latest_frame:
+            pane.pending_frame = snapshot.latest_frame
+        if first:
+            pane.show_pending_frame()  # a running job's latest frame now, not a tick later
+            for line in snapshot.log:
+                pane.log(line)
+            if self.engine_state in RUNNING:
+                self.call_later(self._attach, self.job)
+            elif self.live_options is not None:
+                self.call_later(self.action_render)
+        if self.engine_state == "done":
+            self.notify("render finished", title="Engine")
+        self.refresh_title()
+
+    def _show_live_frame(self, frame) -> None:
+        if self.query("#pane-live"):
+            self.pane("live").show(frame)
+        else:  # a TUI opened for editing, attached to a live session
+            self.pane("render").pending_frame = frame.path
+
+    def _show_progress(self, progress) -> None:
+        if progress.total:
+            self.pane("render").show_progress(progress.frame, progress.total, progress.fps or 0.0, progress.eta_s)
+
+    def _show_failure(self, failure) -> None:
+        hint = failure.hint or ""
+        if (failure.field or "").startswith("model."):  # the CLI's hint names --set; here it is the Settings tab
+            hint = "to see the motion without a model, set model.backend to preview (Settings)"
+        self.pane("render").log(f"error ({failure.where}): {failure.message}" + (f" — {hint}" if hint else ""))
+        self.notify(
+            f"{failure.where}: {failure.message}\n{hint}".strip(), title="Engine error", severity="error", timeout=12
+        )
 
     def _adopt(self, job: dict | None) -> bool:
         """Make the running job's settings the session's, unless unsaved edits are open."""

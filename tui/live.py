@@ -13,6 +13,8 @@ from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.widgets import Label, Static
 
+from engine.protocol import LiveFrame
+
 METER_WIDTH = 20
 
 
@@ -56,7 +58,7 @@ class LivePane(Vertical, can_focus=True):
         self.cfg: float | None = None
         self.frozen = False
         self.shown_frame = -1
-        self.latest: dict | None = None
+        self.latest: LiveFrame | None = None
 
     def compose(self) -> ComposeResult:
         yield Label("live: waiting for the engine…", id="live-status", markup=False)
@@ -77,36 +79,35 @@ class LivePane(Vertical, can_focus=True):
 
     # -- from the engine -----------------------------------------------------------------------------
 
-    def show(self, message: dict) -> None:
-        """One ``live`` event: rate, latency, meters, beat, what went wrong."""
-        self.latest = message
-        fps, latency = message.get("fps", 0.0), message.get("latency_ms", 0.0)
+    def show(self, frame: LiveFrame) -> None:
+        """One live frame's event: rate, latency, meters, beat, what went wrong."""
+        self.latest = frame
         self.query_one("#live-status", Label).update(
-            f"frame {message['frame']}   {fps:5.1f} fps   audio→frame {latency:4.0f} ms"
+            f"frame {frame.frame}   {frame.fps:5.1f} fps   audio→frame {frame.latency_ms:4.0f} ms"
         )  # falling behind the target is said in the problem line
-        audio = message.get("audio") or {}
+        audio = frame.audio or {}
         self.query_one("#live-meters", Static).update(
             "\n".join(meter(name, value) for name, value in audio.items() if name not in ("beat", "bpm"))
         )
         beat = self.query_one("#live-beat", Static)
         beat.update("● BEAT" if audio.get("beat", 0.0) > 0.7 else "○ beat")
         beat.set_class(audio.get("beat", 0.0) > 0.7, "flash")
-        self.query_one("#live-problem", Static).update(message.get("problem") or "")
+        self.query_one("#live-problem", Static).update(frame.problem or "")
 
     def show_frame(self) -> None:
         """The newest picture, if a newer one came (called on a timer: limited for SSH)."""
-        if self.latest is None or self.latest["frame"] == self.shown_frame:
+        if self.latest is None or self.latest.frame == self.shown_frame:
             return
         from PIL import Image
 
         try:
-            with Image.open(self.latest["path"]) as image:
+            with Image.open(self.latest.path) as image:
                 small = image.convert("RGB")
         except OSError:
             return  # replaced while reading: the next tick shows it
         small.thumbnail((256, 256))
         self.query_one("#live-picture").image = small
-        self.shown_frame = self.latest["frame"]
+        self.shown_frame = self.latest.frame
 
     # -- keys ------------------------------------------------------------------------------------------
 
