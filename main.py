@@ -265,29 +265,29 @@ def run_tui(args: argparse.Namespace) -> int:
 def run_live(args: argparse.Namespace) -> int:
     if not args.headless:
         return _live_tui(args)
-    from engine.backends import load_backend
-    from engine.live import LiveSession, open_audio_source, record_session
+    from engine.jobs import JobControl, live_job, run_job
+    from engine.protocol import Failed
 
     settings = _load(args.preset, args.overrides).settings
-    backend = load_backend(settings.model)
-    source = open_audio_source(settings, audio_file=args.audio_file, input_device=args.input_device)
-    frames_dir = Path(args.frames_dir) if args.frames_dir else None
-    if frames_dir is not None:
-        frames_dir.mkdir(parents=True, exist_ok=True)
-    printer = LiveStatusLine()
-    session = LiveSession(settings, backend, source, frames_dir=frames_dir, on_frame=printer)
-
-    def run():
-        try:
-            return session.run(args.duration)
-        except KeyboardInterrupt:
-            return session.summary()
-
+    options = {
+        "audio_file": args.audio_file,
+        "input_device": args.input_device,
+        "record": args.record,
+        "duration": args.duration,
+        "frames_dir": args.frames_dir,
+    }
+    control, printer = JobControl(), LiveStatusLine()
+    previous = signal.signal(signal.SIGINT, lambda *_: control.cancel())  # Ctrl-C ends the session cleanly
     try:
-        summary = record_session(session, Path(args.record), run) if args.record else run()
+        state, summary = run_job(lambda: live_job(settings, options, printer, control), printer, where="live")
     finally:
-        source.close()
+        signal.signal(signal.SIGINT, previous)
     printer.finish()
+    if state == "error":
+        failure = printer.failure or Failed("the live session stopped")
+        if failure.traceback:
+            print(failure.traceback, file=sys.stderr)
+        raise DriftwaveError(failure.message, field=failure.field, hint=failure.hint)
     print(summary.line())
     if args.record:
         print(f"recorded: {args.record}")
@@ -316,23 +316,30 @@ def _live_tui(args: argparse.Namespace) -> int:
 
 
 class LiveStatusLine:
-    """One status line a second: frame, fps, latency, and what went wrong (once per problem)."""
+    """A live job's events on the terminal: one status line a second (frame, fps, latency), what
+    went wrong once per problem, the log; the failure kept for the exit."""
 
     def __init__(self) -> None:
         self.shown_at, self.problems = 0.0, set()
+        self.failure = None
 
-    def __call__(self, status, image) -> None:
-        if status.problem and status.problem not in self.problems:
-            self.problems.add(status.problem)
-            print(f"\nnote: {status.problem}", file=sys.stderr)
-        if status.seconds - self.shown_at >= 1.0:
-            self.shown_at = status.seconds
-            print(
-                f"\rframe {status.frame:6d}  {status.fps:5.1f} fps  audio to frame {status.latency_ms:4.0f} ms",
-                end="",
-                file=sys.stderr,
-                flush=True,
-            )
+    def __call__(self, event) -> None:
+        import time
+
+        from engine.protocol import Failed, LiveFrame, Log
+
+        if isinstance(event, LiveFrame):
+            if event.problem and event.problem not in self.problems:
+                self.problems.add(event.problem)
+                print(f"\nnote: {event.problem}", file=sys.stderr)
+            if time.monotonic() - self.shown_at >= 1.0:
+                self.shown_at = time.monotonic()
+                line = f"frame {event.frame:6d}  {event.fps:5.1f} fps  audio to frame {event.latency_ms:4.0f} ms"
+                print(f"\r{line}", end="", file=sys.stderr, flush=True)
+        elif isinstance(event, Log):
+            print(f"\n{event.message}", file=sys.stderr)
+        elif isinstance(event, Failed):
+            self.failure = event
 
     def finish(self) -> None:
         print(file=sys.stderr)

@@ -86,6 +86,7 @@ class Failed:
     where: str = "engine"
     hint: str | None = None
     field: str | None = None
+    traceback: str | None = None  # a bug's, for the engine log
 
 
 @dataclass(frozen=True)

@@ -11,18 +11,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import os
 import socket
 import stat
 import sys
 import threading
 import time
-import traceback
 from collections import deque
 from pathlib import Path
 from typing import Any
 
 from engine.errors import DriftwaveError, ErrorGroup, collecting_notices
+from engine.jobs import JobControl, live_job, render_job, run_job
 from engine.protocol import (
     MAX_LINE,
     REQUESTS,
@@ -75,12 +76,8 @@ class Engine:
         self.progress: dict[str, Any] | None = None
         self.latest_frame: str | None = None
         self.log: deque[str] = deque(maxlen=200)
-        self.paused = threading.Event()
-        self.cancelled = threading.Event()
-        self._pending: Settings | None = None
-        self._pending_lock = threading.Lock()
+        self.control = JobControl()  # the running job's pause, cancel and edits
         self._worker: threading.Thread | None = None
-        self.live_session = None  # the LiveSession of a live job
         self._stop = asyncio.Event()
         self._last_activity = time.monotonic()
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -209,13 +206,13 @@ class Engine:
         if live is not None:
             self.job["live"] = live
         self.progress, self.latest_frame = None, None
-        self.paused.clear()
-        self.cancelled.clear()
+        control = self.control = JobControl()
         self._set_state("loading")
-        target, arguments = (
-            (self._live, (settings, live)) if live is not None else (self._render, (settings, message.get("resume")))
-        )
-        self._worker = threading.Thread(target=target, args=arguments, name="render", daemon=True)
+        if live is not None:
+            work = functools.partial(live_job, settings, live, self.on_event, control)
+        else:
+            work = functools.partial(render_job, settings, message.get("resume"), self.on_event, control)
+        self._worker = threading.Thread(target=self._run, args=(work,), name="render", daemon=True)
         self._worker.start()
         return None
 
@@ -236,17 +233,14 @@ class Engine:
         # said before the render thread can see the edit: clients get "received" before "applied"
         self._say(f"edit received ({', '.join(changed) or 'no change'}); it applies from the next frame")
         self.job["settings"] = settings.model_dump(mode="json")
-        if self.live_session is not None:
-            self.live_session.edit(settings)
-        with self._pending_lock:
-            self._pending = settings
+        self.control.edit(settings)
         return None
 
     def _on_control(self, message: dict) -> None:
         """Live mode's quick controls: strength, cfg, prompt, frozen (null: back to the schedule);
         ``snapshot: true`` writes the picture to the session's folder; ``reconnect: true`` opens a
         lost audio input again."""
-        session = self.live_session
+        session = self.control.live_session
         if session is None:
             raise DriftwaveError("there is no live session to control", field="control", hint="start one: main.py live")
         changes = {key: message[key] for key in ("strength", "cfg", "prompt", "frozen") if key in message}
@@ -260,23 +254,21 @@ class Engine:
 
     def _on_pause(self, message: dict) -> None:
         if self.state == "rendering":
-            self.paused.set()
+            self.control.paused.set()
             self._set_state("paused")
 
     def _on_resume(self, message: dict) -> None:
         if self.state == "paused":
-            self.paused.clear()
+            self.control.paused.clear()
             self._set_state("rendering")
 
     def _on_cancel(self, message: dict) -> None:
         if self.state in ("loading", "rendering", "paused"):
-            self.cancelled.set()
-            self.paused.clear()
+            self.control.cancel()
             self._say("cancelling after the frame being written")
 
     def _on_shutdown(self, message: dict) -> None:
-        self.cancelled.set()
-        self.paused.clear()
+        self.control.cancel()
         self._say("shutting down")
         asyncio.get_running_loop().create_task(self._shutdown())
 
@@ -285,124 +277,39 @@ class Engine:
             await asyncio.to_thread(self._worker.join, 60)
         self._stop.set()
 
-    # -- the render thread --------------------------------------------------------------------------
+    # -- the job thread -----------------------------------------------------------------------------
 
-    def _render(self, settings: Settings, resume: str | None) -> None:
-        from engine.modes import Interrupted
-        from engine.render import render
+    def _run(self, work) -> None:
+        """The job's thread: its events broadcast, its end the engine's state."""
+        state, _ = run_job(work, self.on_event, where="live" if self.job and "live" in self.job else "render")
+        if state == "done" and self.control.cancelled.is_set():
+            state = "cancelled"
+        self._set_state(state)
 
-        def on_event(event: Event) -> None:
-            if isinstance(event, Progress):
-                self.progress = dataclasses.asdict(event)
-                if self.state == "loading":
-                    self._set_state("rendering")
-            elif isinstance(event, FrameWritten):
-                self.latest_frame = event.path
-            elif isinstance(event, Log):
-                self._remember(event.message)
-            elif isinstance(event, RunStarted) and self.job is not None:
-                self.job.update(folder=event.folder, timestring=event.timestring, backend=event.backend)
-                self._remember(f"rendering to {event.folder} with {event.backend}")
-                self._set_state("rendering")
-            elif isinstance(event, Done) and self.job is not None:
-                self.job["outputs"] = event.outputs
-            self.broadcast(to_wire(event))
-
-        def should_stop() -> bool:
-            while self.paused.is_set() and not self.cancelled.is_set():
-                time.sleep(0.05)
-            return self.cancelled.is_set()
-
-        def take_update() -> Settings | None:
-            with self._pending_lock:
-                update, self._pending = self._pending, None
-            return update
-
-        try:
-            with collecting_notices() as notices:
-                render(settings, resume=resume, on_event=on_event, should_stop=should_stop, take_update=take_update)
-            for notice in notices:
-                self._say(f"note: {notice}")
-            self._set_state("done")
-        except Interrupted as stopped:
-            self._say(stopped.message)
-            self._set_state("cancelled")
-        except DriftwaveError as error:
-            message = error.message if not isinstance(error, ErrorGroup) else str(error)
-            self._fail(message, error.field or "render", error.hint, error.field)
-        except Exception as error:  # a bug: the engine keeps serving and the TUI shows where
-            self._bug(error)
-
-    def _live(self, settings: Settings, options: dict) -> None:
-        """A live session in <outdir>/<batch>/live-<time>/ (recording, snapshots); the newest
-        frame at latest.png there, or in the frames_dir asked for."""
-        from engine.backends import load_backend
-        from engine.live import LiveSession, open_audio_source, record_session
-        from engine.outputs import new_timestring
-
-        def on_frame(status, image) -> None:
-            self.progress = {"frame": status.frame + 1, "total": None, "fps": status.fps, "eta_s": None}
-            self.latest_frame = str(frames / "latest.png")
-            shown = (status.frame, status.fps, status.latency_ms, status.audio, status.behind, status.problem)
-            self.broadcast(to_wire(LiveFrame(*shown, self.latest_frame)))
-
-        def should_stop() -> bool:
-            while self.paused.is_set() and not self.cancelled.is_set():
-                time.sleep(0.05)
-            return self.cancelled.is_set()
-
-        source = None
-        try:
-            with collecting_notices() as notices:
-                backend = load_backend(settings.model)
-                source = open_audio_source(
-                    settings, audio_file=options.get("audio_file"), input_device=options.get("input_device")
-                )
-                folder = (
-                    Path(settings.batch.outdir).expanduser() / settings.batch.batch_name / f"live-{new_timestring()}"
-                )
-                folder.mkdir(parents=True, exist_ok=True)
-                self.job["folder"] = str(folder)
-                frames = Path(options.get("frames_dir") or folder)  # the newest frame, for the TUI and OBS
-                frames.mkdir(parents=True, exist_ok=True)
-                session = self.live_session = LiveSession(
-                    settings, backend, source, frames_dir=frames, on_frame=on_frame
-                )
-                self._set_state("rendering")
-                self._say(
-                    f"live: {settings.image.W}x{settings.image.H} at up to {settings.live.target_fps:g} fps in {folder}"
-                )
-
-                def run():
-                    return session.run(options.get("duration"), should_stop)
-
-                record = options.get("record")
-                summary = record_session(session, Path(record), run) if record else run()
-            for notice in notices:
-                self._say(f"note: {notice}")
-            self._say(summary.line() + (f"; recorded {record}" if record else ""))
-            self._set_state("done" if not self.cancelled.is_set() else "cancelled")
-        except DriftwaveError as error:
-            self._fail(error.message, error.field or "live", error.hint, error.field)
-        except Exception as error:  # a bug: the engine keeps serving and the TUI shows where
-            self._bug(error)
-        finally:
-            self.live_session = None
-            if source is not None:
-                source.close()
-
-    def _bug(self, error: Exception) -> None:
-        """An exception that is not the user's to fix: the traceback to the log, the innermost
-        place it was raised to the clients."""
-        self._remember(traceback.format_exc())
-        self._fail(
-            f"{type(error).__name__}: {error}", raised_at(error), "a bug in Driftwave: the engine log has the traceback"
-        )
-
-    def _fail(self, message: str, where: str, hint: str | None, field: str | None = None) -> None:
-        self._remember(f"error: {message}")
-        self.broadcast(to_wire(Failed(message, where, hint, field)))
-        self._set_state("error")
+    def on_event(self, event: Event) -> None:
+        """A job's event: kept for the snapshot, then sent to every client."""
+        if isinstance(event, Progress):
+            self.progress = dataclasses.asdict(event)
+        elif isinstance(event, LiveFrame):
+            self.progress = {"frame": event.frame + 1, "total": None, "fps": event.fps, "eta_s": None}
+            self.latest_frame = event.path
+        elif isinstance(event, FrameWritten):
+            self.latest_frame = event.path
+        elif isinstance(event, Log):
+            self._remember(event.message)
+        elif isinstance(event, Failed):
+            if event.traceback:
+                self._remember(event.traceback)
+            self._remember(f"error: {event.message}")
+        elif isinstance(event, RunStarted) and self.job is not None:
+            self.job.update(folder=event.folder, timestring=event.timestring, backend=event.backend)
+            self._remember(f"rendering to {event.folder} with {event.backend}")
+            self._set_state("rendering")
+        elif isinstance(event, Done) and self.job is not None:
+            self.job["outputs"] = event.outputs
+        if isinstance(event, Progress | LiveFrame) and self.state == "loading":
+            self._set_state("rendering")
+        self.broadcast(to_wire(event))
 
     # -- helpers -------------------------------------------------------------------------------------
 
@@ -418,18 +325,6 @@ class Engine:
     def _remember(self, message: str) -> None:
         self.log.append(message)
         print(message, flush=True)
-
-
-def raised_at(error: BaseException) -> str:
-    """``file:line in function`` of the innermost frame of ``error``'s traceback (a file of the
-    project relative to it)."""
-    frames = traceback.extract_tb(error.__traceback__)
-    if not frames:
-        return "engine"
-    innermost, path = frames[-1], Path(frames[-1].filename)
-    with contextlib.suppress(ValueError):
-        path = path.resolve().relative_to(Path(__file__).resolve().parent.parent)
-    return f"{path}:{innermost.lineno} in {innermost.name}"
 
 
 def _validated(data: dict) -> Settings:

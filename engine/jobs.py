@@ -1,0 +1,139 @@
+"""Jobs: a render or a live session, its events to one callback, with one stop path (pause,
+cancel, live edits: :class:`JobControl`) and one error path (:func:`run_job`).
+
+The engine's socket server runs jobs on a thread and broadcasts their events; ``main.py live
+--headless`` runs the same live job in the foreground and prints them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from engine.errors import DriftwaveError, ErrorGroup, collecting_notices
+from engine.protocol import Event, Failed, LiveFrame, Log, RunStarted
+from engine.settings import Settings
+
+Result = TypeVar("Result")
+Emit = Callable[[Event], None]
+
+
+class JobControl:
+    """What a job is told while it runs: pause, resume, cancel, and edits from the next frame."""
+
+    def __init__(self) -> None:
+        self.paused = threading.Event()
+        self.cancelled = threading.Event()
+        self.live_session = None  # the LiveSession of a live job, for its quick controls
+        self._pending: Settings | None = None
+        self._lock = threading.Lock()
+
+    def should_stop(self) -> bool:
+        """Polled between frames: waits while paused; True once cancelled."""
+        while self.paused.is_set() and not self.cancelled.is_set():
+            time.sleep(0.05)
+        return self.cancelled.is_set()
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+        self.paused.clear()
+
+    def edit(self, settings: Settings) -> None:
+        """New settings from the next frame on (a live session takes them at once)."""
+        if self.live_session is not None:
+            self.live_session.edit(settings)
+        with self._lock:
+            self._pending = settings
+
+    def take_update(self) -> Settings | None:
+        with self._lock:
+            update, self._pending = self._pending, None
+        return update
+
+
+def run_job(work: Callable[[], Result], emit: Emit, *, where: str) -> tuple[str, Result | None]:
+    """``work`` with its notices said as log lines: the final state (done, cancelled, error) and
+    what it returned. Every failure becomes one :class:`Failed` event, a bug with the place it was
+    raised and its traceback in the log."""
+    from engine.modes import Interrupted
+
+    try:
+        with collecting_notices() as notices:
+            result = work()
+        for notice in notices:
+            emit(Log(f"note: {notice}"))
+        return "done", result
+    except Interrupted as stopped:
+        emit(Log(stopped.message))
+        return "cancelled", None
+    except DriftwaveError as error:
+        message = str(error) if isinstance(error, ErrorGroup) else error.message
+        emit(Failed(message, error.field or where, error.hint, error.field))
+    except Exception as error:  # a bug: the engine keeps serving and the clients see where
+        hint = "a bug in Driftwave: the engine log has the traceback"
+        emit(Failed(f"{type(error).__name__}: {error}", raised_at(error), hint, traceback=traceback.format_exc()))
+    return "error", None
+
+
+def raised_at(error: BaseException) -> str:
+    """``file:line in function`` of the innermost frame of ``error``'s traceback (a file of the
+    project relative to it)."""
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return "engine"
+    innermost, path = frames[-1], Path(frames[-1].filename)
+    try:
+        path = path.resolve().relative_to(Path(__file__).resolve().parent.parent)
+    except ValueError:
+        pass
+    return f"{path}:{innermost.lineno} in {innermost.name}"
+
+
+def render_job(settings: Settings, resume: str | None, emit: Emit, control: JobControl):
+    from engine.render import render
+
+    return render(
+        settings, resume=resume, on_event=emit, should_stop=control.should_stop, take_update=control.take_update
+    )
+
+
+def live_job(settings: Settings, options: dict[str, Any], emit: Emit, control: JobControl):
+    """A live session in <outdir>/<batch>/live-<time>/ (recording, snapshots), the newest frame at
+    latest.png there or in ``options["frames_dir"]``; ends after ``options["duration"]`` seconds,
+    when cancelled, or when a file source ends. Returns its summary."""
+    from engine.backends import load_backend
+    from engine.live import LiveSession, open_audio_source, record_session
+    from engine.outputs import new_timestring
+
+    backend = load_backend(settings.model)
+    source = open_audio_source(settings, audio_file=options.get("audio_file"), input_device=options.get("input_device"))
+    try:
+        timestring = f"live-{new_timestring()}"
+        folder = Path(settings.batch.outdir).expanduser() / settings.batch.batch_name / timestring
+        folder.mkdir(parents=True, exist_ok=True)
+        frames = Path(options.get("frames_dir") or folder)  # the newest frame, for the TUI and OBS
+        frames.mkdir(parents=True, exist_ok=True)
+        latest = str(frames / "latest.png")
+
+        def on_frame(status, image) -> None:
+            shown = (status.frame, status.fps, status.latency_ms, status.audio, status.behind, status.problem)
+            emit(LiveFrame(*shown, latest))
+
+        session = control.live_session = LiveSession(settings, backend, source, frames_dir=frames, on_frame=on_frame)
+        emit(RunStarted(str(folder), timestring, backend.name))
+        emit(Log(f"live: {settings.image.W}x{settings.image.H} at up to {settings.live.target_fps:g} fps in {folder}"))
+
+        def run():
+            return session.run(options.get("duration"), control.should_stop)
+
+        record = options.get("record")
+        summary = record_session(session, Path(record), run) if record else run()
+        emit(Log(summary.line() + (f"; recorded {record}" if record else "")))
+        return summary
+    finally:
+        control.live_session = None
+        source.close()
