@@ -197,18 +197,45 @@ def is_deforum_key(key: str) -> bool:
 
 def import_deforum_data(data: dict[str, Any]) -> DeforumImport:
     """Map Deforum's keys onto Settings; everything not mapped is named in a warning."""
-    kind = (
-        "A1111 extension"
-        if {"deforum_git_commit_id", "cfg_scale_schedule", "sd_model_name"} & data.keys()
-        else "notebook"
-    )
-    if not ({"animation_mode", "W", "prompts", "animation_prompts", "max_frames"} & data.keys()):
-        kind = "partial"
+    kind = _file_kind(data)
     keys = sum(1 for key in data if is_deforum_key(key))
     data = _upgrade(dict(data), kind)
-    imported: dict[str, Any] = {}
     warnings: list[str] = []
     comments: dict[str, str] = {}  # "group.field" -> a comment for the preset
+    imported, ignored, unsupported = _mapped_keys(data, warnings, comments)
+    imported.update(_prompts(data, warnings))
+    imported.update(_soundtrack(data))
+    provenance: list[str] = []
+    manifest = data.get("parseq_manifest")
+    if isinstance(manifest, dict) or (isinstance(manifest, str) and manifest.strip()):
+        document = manifest if isinstance(manifest, dict) else load_manifest(manifest)
+        provenance = apply_parseq(imported, data, document, AnimationSettings().max_frames)
+        warnings.extend(provenance)
+        kind = "Parseq" if set(data) == {"parseq_manifest"} else f"{kind} + Parseq"
+    imported["blend"] = "hold"
+    imported["prompt_syntax"] = "a1111"  # Deforum hands its prompts to A1111
+    imported.setdefault("prompt_blend_frames", 0)
+    if data.get("sd_model_name"):
+        warnings.append(f"the file used the model {data['sd_model_name']!r}: set model.model to its path or hub id")
+    warnings.extend(_left_out(data, ignored, unsupported))
+    warnings.extend(_missing_files(imported))
+    settings = _validated(imported, warnings)
+    mapped = {".".join(FIELDS[name]) for name in imported if name in FIELDS} | {"prompts"}
+    return DeforumImport(settings, kind, mapped, warnings, keys, provenance, comments)
+
+
+def _file_kind(data: dict[str, Any]) -> str:
+    if not ({"animation_mode", "W", "prompts", "animation_prompts", "max_frames"} & data.keys()):
+        return "partial"
+    a1111 = {"deforum_git_commit_id", "cfg_scale_schedule", "sd_model_name"} & data.keys()
+    return "A1111 extension" if a1111 else "notebook"
+
+
+def _mapped_keys(
+    data: dict[str, Any], warnings: list[str], comments: dict[str, str]
+) -> tuple[dict[str, Any], list[str], list[str]]:
+    """(Driftwave field name -> value, keys without effect here, keys not supported)."""
+    imported: dict[str, Any] = {}
     ignored: list[str] = []
     unsupported: list[str] = []
     for key, value in data.items():
@@ -230,20 +257,12 @@ def import_deforum_data(data: dict[str, Any]) -> DeforumImport:
         converted = _convert(target, value, warnings, comments)
         if converted is not None:
             imported[target] = converted
-    imported.update(_prompts(data, warnings))
-    imported.update(_soundtrack(data))
-    provenance: list[str] = []
-    manifest = data.get("parseq_manifest")
-    if isinstance(manifest, dict) or (isinstance(manifest, str) and manifest.strip()):
-        document = manifest if isinstance(manifest, dict) else load_manifest(manifest)
-        provenance = apply_parseq(imported, data, document, AnimationSettings().max_frames)
-        warnings.extend(provenance)
-        kind = "Parseq" if set(data) == {"parseq_manifest"} else f"{kind} + Parseq"
-    imported["blend"] = "hold"
-    imported["prompt_syntax"] = "a1111"  # Deforum hands its prompts to A1111
-    imported.setdefault("prompt_blend_frames", 0)
-    if data.get("sd_model_name"):
-        warnings.append(f"the file used the model {data['sd_model_name']!r}: set model.model to its path or hub id")
+    return imported, ignored, unsupported
+
+
+def _left_out(data: dict[str, Any], ignored: list[str], unsupported: list[str]) -> list[str]:
+    """The warnings naming what the import leaves out: switched on first, then the rest."""
+    warnings = []
     active = [key for key in unsupported if _is_on(key, data[key])]
     if active:
         warnings.append(f"switched on in the file but not supported here (rendered without): {_compact(active)}")
@@ -253,10 +272,7 @@ def import_deforum_data(data: dict[str, Any]) -> DeforumImport:
         warnings.append(f"not supported here, left out: {_compact(rest)}")
     if ignored:
         warnings.append(f"no effect here (Deforum run state, or always on): {_compact(ignored)}")
-    warnings.extend(_missing_files(imported))
-    settings = _validated(imported, warnings)
-    mapped = {".".join(FIELDS[name]) for name in imported if name in FIELDS} | {"prompts"}
-    return DeforumImport(settings, kind, mapped, warnings, keys, provenance, comments)
+    return warnings
 
 
 def _missing_files(imported: dict[str, Any]) -> list[str]:

@@ -1,4 +1,4 @@
-"""Gradient conditioning (seed 000): image losses whose gradients steer each sampling step.
+"""Gradient conditioning (Deforum's notebook guidance): image losses whose gradients steer each sampling step.
 
 At a guided step the denoised estimate x0 = (x - sqrt(1 - a) eps) / sqrt(a) is decoded to RGB
 (a linear map fitted to the model's own VAE, or the VAE itself), the weighted losses are

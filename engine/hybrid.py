@@ -1,5 +1,5 @@
 """Hybrid video for 2D/3D: the init video's camera motion carried into the render, and the video
-composited into it (Deforum's hybrid video, seed 003).
+composited into it (Deforum's hybrid video).
 
 Per diffused frame, in Deforum's order: the video's motion from frame i-1 to i moves the previous
 image (a RANSAC affine or perspective matrix from tracked corners, or dense optical flow scaled

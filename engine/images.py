@@ -93,11 +93,3 @@ def write_image(image: torch.Tensor | np.ndarray, path: str | Path, *, bits: int
             hint="free some disk space or choose another outdir; finished frames are kept",
         ) from None
     return path
-
-
-def read_frame(path: str | Path, device: torch.device | str = "cpu") -> torch.Tensor:
-    """Read a frame written by :func:`write_image` back as a tensor."""
-    data = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-    if data is None:
-        raise DriftwaveError(f"cannot read frame {path}")
-    return from_array(cv2.cvtColor(data, cv2.COLOR_BGR2RGB), device)

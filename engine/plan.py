@@ -20,9 +20,7 @@ from engine.prompts import PromptOptions, PromptSchedule, compile_prompts
 from engine.samplers import SAMPLERS, canonical_sampler
 from engine.schedule import Schedule, TextSchedule, Timeline, compile_schedule, compile_text_schedule
 from engine.seeds import seed_at
-from engine.settings import GUIDANCE_SCALES, Settings, fields_of_kind
-
-AUDIO_BUILTINS = ("amp", "onset", "beat", "bpm")  # provided by the audio module
+from engine.settings import AUDIO_BUILTINS, GUIDANCE_SCALES, Settings, fields_of_kind
 
 
 @dataclass
@@ -197,83 +195,90 @@ def compile_plan(
     """Compile and evaluate all schedules and prompts; raise every problem found."""
     timeline = timeline or timeline_of(settings)
     names = audio_names(settings)
-    blend = settings.animation.blend
     scope = {name: np.zeros(timeline.frames) for name in names} | {"bpm": float(timeline.bpm or 0.0)}
     scope.update(variables or {})
     plan = Plan(settings, timeline, audio=scope)
-    problems: list[DriftwaveError] = []
-
-    def attempt(path: str, work) -> None:
-        try:
-            work()
-        except ErrorGroup as group:
-            problems.extend(error.located(field=path) for error in group.errors)
-        except DriftwaveError as error:
-            problems.append(error.located(field=path))
-
-    for group, name in fields_of_kind("schedule"):
-        path = f"{group}.{name}"
-        text = getattr(getattr(settings, group), name)
-
-        def compile_one(path: str = path, text: str = text) -> None:
-            schedule = compile_schedule(text, timeline, names=names, blend=blend, field=path)
-            plan.schedules[path] = schedule
-            plan.values[path] = schedule.evaluate(scope)
-
-        attempt(path, compile_one)
-    for group, name in fields_of_kind("text_schedule"):
-        path = f"{group}.{name}"
-        text = getattr(getattr(settings, group), name)
-        attempt(
-            path,
-            lambda path=path, text=text: plan.text_schedules.__setitem__(
-                path, compile_text_schedule(text, timeline, blend=blend, field=path)
-            ),
-        )
-    if "sampling.sampler_schedule" in plan.text_schedules:
-        attempt("sampling.sampler_schedule", lambda: _check_samplers(plan.text_schedules["sampling.sampler_schedule"]))
-    prompting = settings.prompting
-    options = PromptOptions(
-        prompting.scene_prefix,
-        prompting.scene_suffix,
-        prompting.negative_prompt,
-        prompting.prompt_blend_frames,
-        prompting.prompt_syntax,
-    )
-    attempt(
-        "prompts",
-        lambda: setattr(
-            plan, "prompts", compile_prompts(settings.prompts, timeline, names=names, options=options, blend=blend)
-        ),
-    )
-    stills = {str(index): text for index, text in enumerate(prompting.still_prompts)}
-    if stills:
-        attempt(
-            "prompting.still_prompts",
-            lambda: setattr(
-                plan,
-                "still_prompts",
-                compile_prompts(
-                    stills,
-                    Timeline(len(stills), timeline.fps, timeline.bpm, timeline.seed),
-                    names=names,
-                    options=PromptOptions(
-                        prompting.scene_prefix,
-                        prompting.scene_suffix,
-                        prompting.negative_prompt,
-                        0,
-                        prompting.prompt_syntax,
-                    ),
-                    field="prompting.still_prompts",
-                ),
-            ),
-        )
-    if problems:
-        raise problems[0] if len(problems) == 1 else ErrorGroup(problems)
+    problems = _Problems()
+    _compile_schedules(plan, names, problems)
+    _compile_prompts(plan, names, problems)
+    problems.raise_any()
     silent = sorted(_names_used(plan) & names - set(variables or {}) - {"bpm"})
     if silent:
         notify(f"no audio is loaded, so {', '.join(silent)} read as 0 on every frame")
     return plan
+
+
+class _Problems:
+    """Every problem of a compile, each located at its field, raised together at the end."""
+
+    def __init__(self) -> None:
+        self.found: list[DriftwaveError] = []
+
+    def attempt(self, path: str, work: Callable[[], object]) -> None:
+        try:
+            work()
+        except ErrorGroup as group:
+            self.found.extend(error.located(field=path) for error in group.errors)
+        except DriftwaveError as error:
+            self.found.append(error.located(field=path))
+
+    def raise_any(self) -> None:
+        if self.found:
+            raise self.found[0] if len(self.found) == 1 else ErrorGroup(self.found)
+
+
+def _compile_schedules(plan: Plan, names: set[str], problems: _Problems) -> None:
+    """Every schedule field compiled and evaluated over the timeline; the text schedules too."""
+    settings, timeline, blend = plan.settings, plan.timeline, plan.settings.animation.blend
+
+    def number_schedule(path: str, text: str) -> None:
+        schedule = compile_schedule(text, timeline, names=names, blend=blend, field=path)
+        plan.schedules[path] = schedule
+        plan.values[path] = schedule.evaluate(plan.audio)
+
+    def text_schedule(path: str, text: str) -> None:
+        plan.text_schedules[path] = compile_text_schedule(text, timeline, blend=blend, field=path)
+
+    for kind, compile_one in (("schedule", number_schedule), ("text_schedule", text_schedule)):
+        for group, name in fields_of_kind(kind):
+            path = f"{group}.{name}"
+            text = getattr(getattr(settings, group), name)
+            problems.attempt(path, lambda path=path, text=text, work=compile_one: work(path, text))
+    samplers = plan.text_schedules.get("sampling.sampler_schedule")
+    if samplers is not None:
+        problems.attempt("sampling.sampler_schedule", lambda: _check_samplers(samplers))
+
+
+def _compile_prompts(plan: Plan, names: set[str], problems: _Problems) -> None:
+    """The keyed prompts over the timeline, and the still prompts (one image each)."""
+    settings, timeline = plan.settings, plan.timeline
+    prompting, blend = settings.prompting, settings.animation.blend
+
+    def options(blend_frames: int) -> PromptOptions:
+        return PromptOptions(
+            prompting.scene_prefix,
+            prompting.scene_suffix,
+            prompting.negative_prompt,
+            blend_frames,
+            prompting.prompt_syntax,
+        )
+
+    def keyed() -> None:
+        chosen = options(prompting.prompt_blend_frames)
+        plan.prompts = compile_prompts(settings.prompts, timeline, names=names, options=chosen, blend=blend)
+
+    problems.attempt("prompts", keyed)
+    stills = {str(index): text for index, text in enumerate(prompting.still_prompts)}
+    if not stills:
+        return
+
+    def still() -> None:
+        one_each = Timeline(len(stills), timeline.fps, timeline.bpm, timeline.seed)
+        plan.still_prompts = compile_prompts(
+            stills, one_each, names=names, options=options(0), field="prompting.still_prompts"
+        )
+
+    problems.attempt("prompting.still_prompts", still)
 
 
 def interpolation_positions(settings: Settings, plan: Plan) -> list[float]:

@@ -1,6 +1,6 @@
 """The prompt language: frame-keyed prompts, weighted sub-prompts, emphasis, negatives, scenes.
 
-A prompt text is read in this order (DESIGN.md "Prompts"):
+A prompt text is read in this order (docs/language.md, "Prompts"):
 
 1. ``||`` splits it into scenes that share the time up to the next key;
    ``scene_prefix``/``scene_suffix`` wrap every scene (pytti).

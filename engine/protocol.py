@@ -169,5 +169,6 @@ def socket_path() -> Path:
     return Path(override) if override else runtime_dir() / "engine.sock"
 
 
-def log_path() -> Path:
-    return socket_path().with_name("engine.log")
+def log_path(socket: Path) -> Path:
+    """Where the engine listening on ``socket`` writes its log."""
+    return socket.with_name("engine.log")

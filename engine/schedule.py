@@ -1,6 +1,6 @@
 """The schedule language: ``0:(expr), 30:(expr), ...`` compiled once into per-frame arrays.
 
-Grammar (DESIGN.md "Schedules"): comma-separated keyframes ``position:(expression)``;
+Grammar (docs/language.md, "Schedules"): comma-separated keyframes ``position:(expression)``;
 commas inside parentheses, newlines and a trailing comma are fine; a bare number or
 expression is one keyframe at 0. Positions are frames (``30``), seconds (``2.5s``), beats
 (``8b``) or a constant expression (``"max_f-1"``).

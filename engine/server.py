@@ -38,6 +38,7 @@ from engine.protocol import (
     RunStarted,
     State,
     decode,
+    log_path,
     runtime_dir,
     socket_path,
     to_wire,
@@ -464,7 +465,7 @@ def spawn_engine(path: Path | None = None, *, idle_exit: float = 600.0) -> int:
     main = Path(__file__).resolve().parent.parent / "main.py"
     command = [sys.executable, str(main), "engine", "--socket", str(path), "--idle-exit", str(idle_exit)]
     launched = subprocess.run(
-        [sys.executable, "-W", "ignore", "-c", _LAUNCHER, str(path.with_name("engine.log")), *command],
+        [sys.executable, "-W", "ignore", "-c", _LAUNCHER, str(log_path(path)), *command],
         capture_output=True,
         text=True,
         stdin=subprocess.DEVNULL,

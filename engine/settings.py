@@ -18,6 +18,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_valida
 from engine.errors import notify
 from engine.expression import CONSTANTS, FUNCTIONS
 from engine.samplers import SAMPLERS, canonical_sampler
+from engine.schedule import FRAME_VARIABLES, TIMELINE_VARIABLES
 
 
 def _schedule_text(value: Any) -> Any:
@@ -420,11 +421,12 @@ class VideoOutputSettings(Group):
     save_srt: bool = Field(False, description="write video.srt beside the video: each frame's schedule values")
 
 
-_RESERVED_NAMES = {"t", "s", "max_f", "fps", "seed", "amp", "onset", "beat", "bpm"}
+AUDIO_BUILTINS = ("amp", "onset", "beat", "bpm")  # provided by the audio module
+_RESERVED_NAMES = {*FRAME_VARIABLES, *TIMELINE_VARIABLES, *AUDIO_BUILTINS}
 
 
 class AudioFilter(Group):
-    """One Butterworth bandpass filter (seed 004): its envelope becomes the variable ``name``."""
+    """One Butterworth bandpass filter (pytti's audio filters): its envelope becomes the variable ``name``."""
 
     name: str = Field(description="variable name in schedules and prompts, e.g. fLo")
     f_center: float = Field(gt=0, description="centre frequency in Hz")

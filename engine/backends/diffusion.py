@@ -100,67 +100,26 @@ class DiffusionBackend:
         by_step = request.prompt.by_step(counted)
         conditionings = self._conditionings([frame for _, frame in by_step], request, classifier_free)
         ends = [end for end, _ in by_step]
-        embeddings, added = conditionings[0]
 
         scheduler = self._scheduler(request.sampler, request.threshold)
         scheduler.set_timesteps(request.steps, device=self.device)
-        timesteps = scheduler.timesteps
         noise = self._noise(request)
-        init_latents = None
-        if request.init is not None and request.strength > 0:
-            kept_steps = min(int(request.steps * request.denoise), request.steps)
-            if kept_steps == 0:
-                return request.init.to(self.device).clamp(0, 1)  # so little strength left that no step runs
-            start = (request.steps - kept_steps) * scheduler.order
-            timesteps = timesteps[start:]
-            if hasattr(scheduler, "set_begin_index"):
-                scheduler.set_begin_index(start)
-            init_latents = self._encode(request.init, request.seed)
-            latents = scheduler.add_noise(init_latents, noise * request.noise_multiplier, timesteps[:1])
-        else:
-            latents = noise * scheduler.init_noise_sigma
+        start = self._start(request, scheduler, noise)
+        if start is None:  # so little strength left that no step runs
+            return request.init.to(self.device).clamp(0, 1)
+        latents, timesteps, init_latents = start
         keep = self._latent_mask(request.mask) if init_latents is not None else None
 
         extra = self._step_kwargs(scheduler, request)
         guide = request.guidance if request.guidance is not None and request.guidance.active else None
         guided = guided_steps(guide.settings.grad_inject_timing, len(timesteps)) if guide else set()
-
         together = request.guidance is None or request.guidance.settings.cond_uncond_sync
-
-        def unet(model_input: torch.Tensor, timestep, conditioning: torch.Tensor, rows: slice) -> torch.Tensor:
-            inputs = {}
-            if added is not None:  # SDXL: the pooled prompt and the sizes, for the same rows
-                pooled, sizes = added
-                inputs["added_cond_kwargs"] = {"text_embeds": pooled[rows], "time_ids": sizes[rows]}
-            return self.unet(
-                model_input,
-                timestep,
-                encoder_hidden_states=conditioning,
-                timestep_cond=guidance_embedding,
-                return_dict=False,
-                **inputs,
-            )[0]
-
-        def predict(latents: torch.Tensor, timestep) -> torch.Tensor:
-            model_input = scheduler.scale_model_input(latents, timestep)
-            if classifier_free and together:  # one batch of two: faster, more memory
-                noise_prediction = unet(torch.cat([model_input] * 2), timestep, embeddings, slice(None))
-            elif classifier_free:  # cond_uncond_sync off: two passes, half the memory
-                sides = embeddings.chunk(2)
-                noise_prediction = torch.cat(
-                    [unet(model_input, timestep, side, slice(row, row + 1)) for row, side in enumerate(sides)]
-                )
-            else:
-                noise_prediction = unet(model_input, timestep, embeddings, slice(None))
-            if classifier_free:
-                unconditional, conditional = noise_prediction.chunk(2)
-                noise_prediction = unconditional + request.cfg * (conditional - unconditional)
-            return noise_prediction
-
+        predict = _NoisePrediction(self.unet, scheduler, request.cfg, classifier_free, together, guidance_embedding)
+        predict.conditioning = conditionings[0]
         for index, timestep in enumerate(timesteps):
-            if len(conditionings) > 1:  # the closures read these: A1111 counts a model call a step
+            if len(conditionings) > 1:  # A1111 counts a model call a step
                 counter = index * (counted // request.steps) // scheduler.order
-                embeddings, added = conditionings[a1111.schedule_index(ends, counter)]
+                predict.conditioning = conditionings[a1111.schedule_index(ends, counter)]
             noise_prediction = predict(latents, timestep)
             if index in guided:
                 noise_prediction = self._guided(
@@ -172,6 +131,23 @@ class DiffusionBackend:
                 reference = scheduler.add_noise(init_latents, noise, following) if len(following) else init_latents
                 latents = keep * reference + (1 - keep) * latents
         return self._decode(latents)
+
+    def _start(self, request: GenerationRequest, scheduler, noise: torch.Tensor):
+        """(latents, timesteps, init latents) to denoise from: the init noised to the strength's
+        step (None: no step left), or pure noise."""
+        timesteps = scheduler.timesteps
+        if request.init is None or request.strength <= 0:
+            return noise * scheduler.init_noise_sigma, timesteps, None
+        kept_steps = min(int(request.steps * request.denoise), request.steps)
+        if kept_steps == 0:
+            return None
+        start = (request.steps - kept_steps) * scheduler.order
+        timesteps = timesteps[start:]
+        if hasattr(scheduler, "set_begin_index"):
+            scheduler.set_begin_index(start)
+        init_latents = self._encode(request.init, request.seed)
+        latents = scheduler.add_noise(init_latents, noise * request.noise_multiplier, timesteps[:1])
+        return latents, timesteps, init_latents
 
     # -- steps of the loop --------------------------------------------------------------------------
 
@@ -440,3 +416,46 @@ def _quiet_progress_bars() -> None:
     diffusers_logging.set_verbosity_error()
     transformers_logging.disable_progress_bar()
     transformers_logging.set_verbosity_error()
+
+
+class _NoisePrediction:
+    """The UNet's noise prediction at a step, with classifier-free guidance: one batch of two
+    (``together``) or two passes (half the memory). ``conditioning``: (embeddings, SDXL's added
+    conditioning) in effect at this step."""
+
+    def __init__(self, unet, scheduler, cfg: float, classifier_free: bool, together: bool, guidance_embedding) -> None:
+        self.unet, self.scheduler, self.cfg = unet, scheduler, cfg
+        self.classifier_free, self.together, self.guidance_embedding = classifier_free, together, guidance_embedding
+        self.conditioning: tuple = (None, None)
+
+    def __call__(self, latents: torch.Tensor, timestep) -> torch.Tensor:
+        embeddings = self.conditioning[0]
+        model_input = self.scheduler.scale_model_input(latents, timestep)
+        if self.classifier_free and self.together:
+            noise_prediction = self._unet(torch.cat([model_input] * 2), timestep, embeddings, slice(None))
+        elif self.classifier_free:
+            sides = embeddings.chunk(2)
+            noise_prediction = torch.cat(
+                [self._unet(model_input, timestep, side, slice(row, row + 1)) for row, side in enumerate(sides)]
+            )
+        else:
+            noise_prediction = self._unet(model_input, timestep, embeddings, slice(None))
+        if self.classifier_free:
+            unconditional, conditional = noise_prediction.chunk(2)
+            noise_prediction = unconditional + self.cfg * (conditional - unconditional)
+        return noise_prediction
+
+    def _unet(self, model_input: torch.Tensor, timestep, conditioning: torch.Tensor, rows: slice) -> torch.Tensor:
+        inputs = {}
+        added = self.conditioning[1]
+        if added is not None:  # SDXL: the pooled prompt and the sizes, for the same rows
+            pooled, sizes = added
+            inputs["added_cond_kwargs"] = {"text_embeds": pooled[rows], "time_ids": sizes[rows]}
+        return self.unet(
+            model_input,
+            timestep,
+            encoder_hidden_states=conditioning,
+            timestep_cond=self.guidance_embedding,
+            return_dict=False,
+            **inputs,
+        )[0]
