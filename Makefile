@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
-DEBIAN_PACKAGES := libportaudio2 pulseaudio pulseaudio-utils
+DEBIAN_PACKAGES := libportaudio2 pulseaudio pulseaudio-utils chromium chromium-driver
 STAMP := $(VENV)/.installed
 
 .PHONY: demo test setup system-packages lint bench clean
@@ -27,7 +27,8 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
-# Debian packages the code needs (PortAudio for sounddevice); installed when missing.
+# Debian packages the code and its tests need (PortAudio for sounddevice, PulseAudio for the
+# microphone test, Chromium and its driver for the live page test); installed when missing.
 system-packages:
 	@command -v dpkg >/dev/null || { echo "not Debian: install $(DEBIAN_PACKAGES) with your package manager"; exit 0; }; \
 	missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

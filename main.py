@@ -67,6 +67,14 @@ def build_parser() -> argparse.ArgumentParser:
     source = live.add_mutually_exclusive_group()
     source.add_argument("--input-device", metavar="N", help="audio input by number or name (main.py audio devices)")
     source.add_argument("--audio-file", metavar="F", help="play this track in real time instead of an input")
+    source.add_argument(
+        "--serve",
+        nargs="?",
+        const=8765,
+        type=int,
+        metavar="PORT",
+        help="show the picture in a browser page on 127.0.0.1:PORT (8765), its microphone or file the sound",
+    )
     live.add_argument("--headless", action="store_true", help="no TUI: print the status (scripts, servers)")
     live.add_argument("--duration", type=float, metavar="SECONDS", help="end the session after this long")
     live.add_argument("--record", metavar="OUT.mp4", help="record the session with the audio it reacted to")
@@ -275,6 +283,7 @@ def run_live(args: argparse.Namespace) -> int:
         "record": args.record,
         "duration": args.duration,
         "frames_dir": args.frames_dir,
+        "serve": args.serve,
     }
     control, printer = JobControl(), LiveStatusLine()
     previous = signal.signal(signal.SIGINT, lambda *_: control.cancel())  # Ctrl-C ends the session cleanly
@@ -309,6 +318,7 @@ def _live_tui(args: argparse.Namespace) -> int:
         "record": str(Path(args.record).resolve()) if args.record else None,
         "duration": args.duration,
         "frames_dir": str(Path(args.frames_dir).resolve()) if args.frames_dir else None,
+        "serve": args.serve,
     }
     app = make_app(_preset_path(args.preset), tuple(args.overrides), live=options)
     app.run()
@@ -335,6 +345,8 @@ class LiveStatusLine:
             if time.monotonic() - self.shown_at >= 1.0:
                 self.shown_at = time.monotonic()
                 line = f"frame {event.frame:6d}  {event.fps:5.1f} fps  audio to frame {event.latency_ms:4.0f} ms"
+                if event.shown_latency_ms is not None:
+                    line += f"  to the page {event.shown_latency_ms:4.0f} ms"
                 print(f"\r{line}", end="", file=sys.stderr, flush=True)
         elif isinstance(event, Log):
             print(f"\n{event.message}", file=sys.stderr)

@@ -64,10 +64,11 @@ class LiveEnvelopes:
         self.stream = StreamingEnvelopes(filters, rate, fps)
         self.rate = rate
         self.rhythm = LiveRhythm(fps, bpm)
-        self.blocks: deque[tuple[np.ndarray, float]] = deque(maxlen=256)
+        self.blocks: deque[tuple[np.ndarray, float, float | None]] = deque(maxlen=256)  # absorbs bursts
         self.latest: dict[str, float] = dict.fromkeys([*self.stream.names, "onset", "beat"], 0.0)
         self.latest_raw = np.zeros(len(self.stream.names))
         self.latest_at = time.monotonic()
+        self.latest_stamp: float | None = None  # the sender's clock at the newest frame's block
         self.frames = 0
         self.error: str | None = None
         self._tap: soundfile.SoundFile | None = None
@@ -78,9 +79,11 @@ class LiveEnvelopes:
         self._worker = threading.Thread(target=self._run, name="audio-envelopes", daemon=True)
         self._worker.start()
 
-    def push(self, block: np.ndarray) -> None:
-        """Called from the audio callback: copy and return at once."""
-        self.blocks.append((np.array(block, dtype=np.float32, copy=True).reshape(-1), time.monotonic()))
+    def push(self, block: np.ndarray, stamp: float | None = None) -> None:
+        """Called from the audio callback: copy and return at once (``stamp``: the sender's
+        clock at the block, see :class:`PushedSource`)."""
+        copied = np.array(block, dtype=np.float32, copy=True).reshape(-1)
+        self.blocks.append((copied, time.monotonic(), stamp))
         self._wake.set()
 
     def fail(self, message: str) -> None:
@@ -119,7 +122,7 @@ class LiveEnvelopes:
             while self.blocks:
                 self._consume(*self.blocks.popleft())
 
-    def _consume(self, block: np.ndarray, arrived: float) -> None:
+    def _consume(self, block: np.ndarray, arrived: float, stamp: float | None) -> None:
         tap = self._tap
         if tap is not None:
             if self.tap_started_at is None:
@@ -128,7 +131,7 @@ class LiveEnvelopes:
         for row in self.stream.feed(block):
             values = self.stream.normalised(row)
             values.update(self.rhythm.update(float(row[-1])))
-            self.latest, self.latest_raw, self.latest_at = values, row, arrived
+            self.latest, self.latest_raw, self.latest_at, self.latest_stamp = values, row, arrived, stamp
             self.frames += 1
 
 
@@ -306,6 +309,38 @@ def _pulse_source(name: str | None):
                 del os.environ["PULSE_SOURCE"]
             else:
                 os.environ["PULSE_SOURCE"] = before
+
+
+class PushedSource:
+    """Live audio pushed in by another program (the browser page of ``main.py live --serve``):
+    PCM blocks in, the same streaming filters with carried state as the microphone's, so the
+    envelopes are the offline analysis's of the same signal.
+
+    The sender says its sample rate first (:meth:`start`); a new rate rebuilds the filters.
+    ``stamp`` with a block is the sender's clock when it was captured: it comes back with the
+    frame that read it (``envelopes.latest_stamp``), so the sender measures audio-to-picture
+    latency on its own clock. Until the first block, and after the sender goes, the values hold.
+    """
+
+    label = "the browser page's audio"
+
+    def __init__(self, filters: list[AudioFilter], fps: float, rate: int = 48000, bpm: float = 0.0) -> None:
+        self.filters, self.fps, self.bpm = filters, fps, bpm
+        self.envelopes = LiveEnvelopes(filters, rate, fps, bpm)
+
+    def start(self, rate: int) -> None:
+        if rate != self.envelopes.rate:
+            old, self.envelopes = self.envelopes, LiveEnvelopes(self.filters, rate, self.fps, self.bpm)
+            old.close()
+
+    def push(self, block: np.ndarray, stamp: float | None = None) -> None:
+        self.envelopes.push(block, stamp)
+
+    def values(self) -> dict[str, float]:
+        return self.envelopes.values()
+
+    def close(self) -> None:
+        self.envelopes.close()
 
 
 class FileSource:

@@ -103,14 +103,25 @@ def render_job(settings: Settings, resume: str | None, emit: Emit, control: JobC
 
 def live_job(settings: Settings, options: dict[str, Any], emit: Emit, control: JobControl):
     """A live session in <outdir>/<batch>/live-<time>/ (recording, snapshots), the newest frame at
-    latest.png there or in ``options["frames_dir"]``; ends after ``options["duration"]`` seconds,
-    when cancelled, or when a file source ends. Returns its summary."""
+    latest.png there or in ``options["frames_dir"]``; with ``options["serve"]`` (a port) the picture
+    goes to a browser page whose sound drives it. Ends after ``options["duration"]`` seconds, when
+    cancelled, or when a file source ends. Returns its summary."""
     from engine.backends import load_backend
+    from engine.images import to_array
     from engine.live import LiveSession, open_audio_source, record_session
     from engine.outputs import new_timestring
 
     backend = load_backend(settings.model)
-    source = open_audio_source(settings, audio_file=options.get("audio_file"), input_device=options.get("input_device"))
+    served = options.get("serve")
+    if served is not None:
+        from audio.live import PushedSource
+
+        source = PushedSource(settings.audio.filters, settings.live.target_fps, bpm=settings.audio.bpm)
+    else:
+        source = open_audio_source(
+            settings, audio_file=options.get("audio_file"), input_device=options.get("input_device")
+        )
+    server = None
     try:
         timestring = f"live-{new_timestring()}"
         folder = Path(settings.batch.outdir).expanduser() / settings.batch.batch_name / timestring
@@ -118,14 +129,30 @@ def live_job(settings: Settings, options: dict[str, Any], emit: Emit, control: J
         frames = Path(options.get("frames_dir") or folder)  # the newest frame, for the TUI and OBS
         frames.mkdir(parents=True, exist_ok=True)
         latest = str(frames / "latest.png")
+        session = control.live_session = LiveSession(settings, backend, source, frames_dir=frames)
+        if served is not None:
+            server = _page_server(session, int(served), folder, emit)
 
         def on_frame(status, image) -> None:
             shown = (status.frame, status.fps, status.latency_ms, status.audio, status.behind, status.problem)
-            emit(LiveFrame(*shown, latest))
+            emit(LiveFrame(*shown, latest, server.latency_ms if server is not None else None))
+            if server is not None:
+                server.publish(
+                    to_array(image),
+                    {
+                        "frame": status.frame,
+                        "fps": status.fps,
+                        "audio": status.audio,
+                        "stamp": status.audio_stamp,
+                        "problem": status.problem,
+                    },
+                )
 
-        session = control.live_session = LiveSession(settings, backend, source, frames_dir=frames, on_frame=on_frame)
+        session.on_frame = on_frame
         emit(RunStarted(str(folder), timestring, backend.name))
         emit(Log(f"live: {settings.image.W}x{settings.image.H} at up to {settings.live.target_fps:g} fps in {folder}"))
+        if server is not None:
+            emit(Log(f"live page: {server.url}  (from a laptop: ssh -L {server.port}:localhost:{server.port} host)"))
 
         def run():
             return session.run(options.get("duration"), control.should_stop)
@@ -136,4 +163,19 @@ def live_job(settings: Settings, options: dict[str, Any], emit: Emit, control: J
         return summary
     finally:
         control.live_session = None
+        if server is not None:
+            server.close()
         source.close()
+
+
+def _page_server(session, port: int, folder: Path, emit: Emit):
+    from engine.serve import LiveServer, quick_control
+
+    server = LiveServer(
+        session.source,
+        port=port,
+        on_control=lambda message: quick_control(session, message, folder / "snapshots"),
+        say=lambda line: emit(Log(line)),
+    )
+    server.start()
+    return server

@@ -65,6 +65,7 @@ class LiveStatus:
     raw: list[float]  # those envelopes before normalisation, for comparisons with the offline analysis
     behind: bool  # slower than the target
     problem: str | None = None
+    audio_stamp: float | None = None  # the sender's clock at the audio this frame read (a pushed source)
 
 
 @dataclass
@@ -106,6 +107,7 @@ class LiveSession:
         self._lock = threading.Lock()
         self.image: torch.Tensor | None = None
         self.reference: torch.Tensor | None = None  # the colour-coherence reference
+        self.last_params = None  # the FrameParams of the newest frame
         self.frame = 0
         self.started = time.monotonic()
         self.memory_note: str | None = None  # what running out of GPU memory changed
@@ -125,6 +127,15 @@ class LiveSession:
         """Quick controls: strength, cfg, prompt (index or None), frozen."""
         with self._lock:
             self.controls = dataclasses.replace(self.controls, **changes)
+
+    def nudge(self, name: str, step: float) -> float:
+        """Move the strength or cfg override by ``step`` from what the last frame used."""
+        current = getattr(self.controls, name)
+        if current is None:
+            current = getattr(self.last_params, name) if self.last_params is not None else 0.5
+        value = min(max(current + step, 0.0), 1.0) if name == "strength" else max(current + step, 0.0)
+        self.control(**{name: value})
+        return value
 
     def reconnect(self) -> str:
         """Open the audio input again once the user has plugged it back: the envelopes carry on
@@ -180,11 +191,12 @@ class LiveSession:
                 self.frame_step = _frame_step(self.settings, self.backend)
             controls = self.controls
         envelopes = self.source.envelopes
-        audio, audio_frame, raw, heard_at = (
+        audio, audio_frame, raw, heard_at, stamp = (
             self.source.values(),
             envelopes.frames,
             [float(v) for v in envelopes.latest_raw],
             envelopes.latest_at,
+            envelopes.latest_stamp,
         )
         seconds = time.monotonic() - self.started
         if not controls.frozen or self.image is None:
@@ -203,6 +215,7 @@ class LiveSession:
             audio_frame=audio_frame,
             raw=raw,
             behind=self._behind(),
+            audio_stamp=stamp,
         )
         status.problem = (
             envelopes.error
@@ -233,6 +246,7 @@ class LiveSession:
         params = plan.frame_at(frame, scope, seconds).overridden(
             strength=controls.strength, cfg=controls.cfg, prompt=held
         )
+        self.last_params = params
         if self.image is None:
             image, self.reference = self.frame_step.first(params)
             return image

@@ -107,6 +107,7 @@ class LiveFrame:
     behind: bool
     problem: str | None
     path: str
+    shown_latency_ms: float | None = None  # audio capture to picture shown, as the browser page measured it
 
 
 @dataclass(frozen=True)

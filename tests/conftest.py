@@ -30,25 +30,30 @@ class NetworkBlocked(OSError):
 _connect = socket.socket.connect
 
 
+_getaddrinfo = socket.getaddrinfo
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
 def _guarded_connect(self: socket.socket, address, *args, **kwargs):
-    if self.family == socket.AF_UNIX:
+    if self.family == socket.AF_UNIX or (isinstance(address, tuple) and address[0] in LOOPBACK):
         return _connect(self, address, *args, **kwargs)
     raise NetworkBlocked(f"tests may not open network connections (tried {address!r})")
 
 
-def _guarded_getaddrinfo(*args, **kwargs):
-    raise NetworkBlocked(f"tests may not resolve host names (tried {args[:2]!r})")
+def _guarded_getaddrinfo(host, *args, **kwargs):
+    if host in LOOPBACK:
+        return _getaddrinfo(host, *args, **kwargs)
+    raise NetworkBlocked(f"tests may not resolve host names (tried {host!r})")
 
 
 @pytest.fixture(autouse=True, scope="session")
 def _no_network():
-    """Every test runs offline: only Unix sockets may connect."""
-    original = socket.getaddrinfo
+    """Every test runs offline: only Unix sockets and this machine's loopback may connect."""
     socket.socket.connect = _guarded_connect
     socket.getaddrinfo = _guarded_getaddrinfo
     yield
     socket.socket.connect = _connect
-    socket.getaddrinfo = original
+    socket.getaddrinfo = _getaddrinfo
 
 
 @pytest.fixture(autouse=True)
