@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PORT",
         help="show the picture in a browser page on 127.0.0.1:PORT (8765), its microphone or file the sound",
     )
+    live.add_argument("--osc", type=int, metavar="PORT", help="take [live] variables and quick controls over OSC")
     live.add_argument("--headless", action="store_true", help="no TUI: print the status (scripts, servers)")
     live.add_argument("--duration", type=float, metavar="SECONDS", help="end the session after this long")
     live.add_argument("--record", metavar="OUT.mp4", help="record the session with the audio it reacted to")
@@ -284,6 +285,7 @@ def run_live(args: argparse.Namespace) -> int:
         "duration": args.duration,
         "frames_dir": args.frames_dir,
         "serve": args.serve,
+        "osc": args.osc,
     }
     control, printer = JobControl(), LiveStatusLine()
     previous = signal.signal(signal.SIGINT, lambda *_: control.cancel())  # Ctrl-C ends the session cleanly
@@ -319,6 +321,7 @@ def _live_tui(args: argparse.Namespace) -> int:
         "duration": args.duration,
         "frames_dir": str(Path(args.frames_dir).resolve()) if args.frames_dir else None,
         "serve": args.serve,
+        "osc": args.osc,
     }
     app = make_app(_preset_path(args.preset), tuple(args.overrides), live=options)
     app.run()

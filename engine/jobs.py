@@ -121,7 +121,7 @@ def live_job(settings: Settings, options: dict[str, Any], emit: Emit, control: J
         source = open_audio_source(
             settings, audio_file=options.get("audio_file"), input_device=options.get("input_device")
         )
-    server = None
+    server = osc = None
     try:
         timestring = f"live-{new_timestring()}"
         folder = Path(settings.batch.outdir).expanduser() / settings.batch.batch_name / timestring
@@ -132,6 +132,11 @@ def live_job(settings: Settings, options: dict[str, Any], emit: Emit, control: J
         session = control.live_session = LiveSession(settings, backend, source, frames_dir=frames)
         if served is not None:
             server = _page_server(session, int(served), folder, emit)
+        if options.get("osc") is not None:
+            from engine.osc import OscControl
+
+            osc = OscControl(session, int(options["osc"]), folder / "snapshots", lambda line: emit(Log(line)))
+            emit(Log(f"OSC on 127.0.0.1:{osc.port} (/driftwave/var/NAME, /driftwave/freeze, ...)"))
 
         def on_frame(status, image) -> None:
             shown = (status.frame, status.fps, status.latency_ms, status.audio, status.behind, status.problem)
@@ -163,8 +168,9 @@ def live_job(settings: Settings, options: dict[str, Any], emit: Emit, control: J
         return summary
     finally:
         control.live_session = None
-        if server is not None:
-            server.close()
+        for service in (server, osc):
+            if service is not None:
+                service.close()
         source.close()
 
 

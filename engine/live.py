@@ -108,6 +108,7 @@ class LiveSession:
         self.image: torch.Tensor | None = None
         self.reference: torch.Tensor | None = None  # the colour-coherence reference
         self.last_params = None  # the FrameParams of the newest frame
+        self.variables: dict[str, float] = dict.fromkeys(settings.live.variables, 0.0)  # set over OSC
         self.frame = 0
         self.started = time.monotonic()
         self.memory_note: str | None = None  # what running out of GPU memory changed
@@ -127,6 +128,11 @@ class LiveSession:
         """Quick controls: strength, cfg, prompt (index or None), frozen."""
         with self._lock:
             self.controls = dataclasses.replace(self.controls, **changes)
+
+    def set_variable(self, name: str, value: float) -> None:
+        """A control variable (``[live] variables``, set over OSC) from the next frame on."""
+        with self._lock:
+            self.variables = {**self.variables, name: value}
 
     def nudge(self, name: str, step: float) -> float:
         """Move the strength or cfg override by ``step`` from what the last frame used."""
@@ -189,6 +195,7 @@ class LiveSession:
             if self._pending is not None:
                 (self.settings, self.plan), self._pending = self._pending, None
                 self.frame_step = _frame_step(self.settings, self.backend)
+                self.variables = {name: self.variables.get(name, 0.0) for name in self.settings.live.variables}
             controls = self.controls
         envelopes = self.source.envelopes
         audio, audio_frame, raw, heard_at, stamp = (
@@ -239,7 +246,7 @@ class LiveSession:
     def _render(self, frame: int, seconds: float, audio: dict[str, float], controls: LiveControls) -> torch.Tensor:
         """The frame step on the live clock's values, with the quick controls' overrides."""
         plan = self.plan
-        scope = {**audio, "bpm": float(self.settings.audio.bpm)}
+        scope = {**audio, **self.variables, "bpm": float(self.settings.audio.bpm)}
         held = None
         if controls.prompt is not None:
             held = held_prompt(plan.prompts, controls.prompt).at(frame, scope, seconds=seconds)

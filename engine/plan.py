@@ -171,6 +171,11 @@ def check_camera(plan: Plan) -> None:
 
 
 def audio_names(settings: Settings) -> set[str]:
+    """The named variables of these settings: the track's (or live input's), live mode's controls."""
+    return track_names(settings) | set(settings.live.variables)
+
+
+def track_names(settings: Settings) -> set[str]:
     """Variables the audio module provides for these settings."""
     return set(AUDIO_BUILTINS) | {audio_filter.name for audio_filter in settings.audio.filters}
 
@@ -340,7 +345,7 @@ def without_missing_track(settings: Settings) -> Settings:
         }
     )
     with collecting_notices():
-        used = sorted(_names_used(compile_plan(silent)) & (audio_names(settings) - {"bpm"}))
+        used = sorted(_names_used(compile_plan(silent)) & (track_names(settings) - {"bpm"}))
     if used or uses_beat_positions(settings):
         reads = f"the schedules read {', '.join(used)}" if used else "keyframes are placed in beats"
         raise SettingsError(
@@ -361,7 +366,7 @@ def compile_run(settings: Settings) -> Plan:
 
     with collecting_notices():  # a first pass finds which audio variables the run reads
         probe = compile_plan(settings, timeline=timeline_of(settings, bpm=settings.audio.bpm or 120.0))
-    need = _names_used(probe) & audio_names(settings)
+    need = _names_used(probe) & track_names(settings)
     if uses_beat_positions(settings):
         need.add("bpm")
     modified = Path(settings.audio.file).stat().st_mtime if Path(settings.audio.file).exists() else 0.0

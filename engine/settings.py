@@ -425,6 +425,15 @@ AUDIO_BUILTINS = ("amp", "onset", "beat", "bpm")  # provided by the audio module
 _RESERVED_NAMES = {*FRAME_VARIABLES, *TIMELINE_VARIABLES, *AUDIO_BUILTINS}
 
 
+def usable_variable_name(value: str) -> str:
+    """``value`` if schedules can read it as a variable of its own, else a ValueError saying why."""
+    if not value.isidentifier() or keyword.iskeyword(value):
+        raise ValueError(f"{value!r} is not a usable variable name; use letters, digits and _ (e.g. fLo)")
+    if value in _RESERVED_NAMES or value in CONSTANTS or value in FUNCTIONS:
+        raise ValueError(f"{value!r} is already a built-in name; choose another (e.g. f{value.capitalize()})")
+    return value
+
+
 class AudioFilter(Group):
     """One Butterworth bandpass filter (pytti's audio filters): its envelope becomes the variable ``name``."""
 
@@ -445,11 +454,7 @@ class AudioFilter(Group):
     @field_validator("name")
     @classmethod
     def _usable_name(cls, value: str) -> str:
-        if not value.isidentifier() or keyword.iskeyword(value):
-            raise ValueError(f"{value!r} is not a usable variable name; use letters, digits and _ (e.g. fLo)")
-        if value in _RESERVED_NAMES or value in CONSTANTS or value in FUNCTIONS:
-            raise ValueError(f"{value!r} is already a built-in name; choose another (e.g. f{value.capitalize()})")
-        return value
+        return usable_variable_name(value)
 
 
 class AudioSettings(Group):
@@ -475,6 +480,16 @@ class AudioSettings(Group):
 class LiveSettings(Group):
     target_fps: float = Field(15, gt=0, le=240, description="live mode: frames per second to aim for")
     loop_audio: bool = Field(True, description="live mode: start the audio file again at its end (off: stop there)")
+    variables: list[str] = Field(
+        default_factory=list,
+        description="live mode: names OSC sets (/driftwave/var/NAME value), read in every schedule and prompt "
+        "weight; 0 until set, and in renders",
+    )
+
+    @field_validator("variables")
+    @classmethod
+    def _usable_names(cls, names: list[str]) -> list[str]:
+        return [usable_variable_name(name) for name in names]
 
 
 class ModelSettings(Group):
