@@ -8,7 +8,13 @@
    warp, colour match, grain, our sampler loop) against a bare diffusers
    StableDiffusionImg2ImgPipeline loop with the prompt embedded once, in the same run.
 
-Run: .venv/bin/python bench/live.py [--arch tiny|sd-turbo] [--seconds 8] [--json]
+3. ``--serve``: the live page's path over loopback, preview backend at 512x512: the demo track's
+   PCM sent up in real time by a page (aiohttp's WebSocket client standing in for the browser:
+   2048-sample blocks stamped with its clock), frames back through engine/serve.py (JPEG, newest
+   only): frames per second the page receives and audio (block sent) to picture (received) latency,
+   against the same loop fed the same blocks without serving (latency to the frame being ready).
+
+Run: .venv/bin/python bench/live.py [--arch tiny|sd-turbo] [--seconds 8] [--serve] [--json]
 """
 
 from __future__ import annotations
@@ -77,13 +83,105 @@ def bare_rate(folder: Path, device: str, dtype: torch.dtype, seconds: float) -> 
     return frames / (time.perf_counter() - started)
 
 
+def served_rate(seconds: float, serve: bool) -> tuple[float, float]:
+    """(frames per second, mean latency in ms) of the preview loop fed pushed PCM in real time:
+    with ``serve`` as the page receives them, else as the loop makes them."""
+    import asyncio
+    import json
+    import socket
+    import struct
+    import threading
+
+    from audio.live import PushedSource
+    from engine.images import to_array
+    from engine.serve import LiveServer
+
+    settings = settings_for("preview", 240)
+    track = load_audio(ROOT / "presets" / "demo_track.flac")
+    source = PushedSource(settings.audio.filters, settings.live.target_fps, rate=track.rate)
+    session = LiveSession(settings, load_backend(ModelSettings(backend="preview")), source)
+    received: list[float] = []  # latencies, ms
+    server = None
+    if serve:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        server = LiveServer(source, port=port, say=lambda line: None)
+        server.start()
+        session.on_frame = lambda status, image: server.publish(
+            to_array(image), {"frame": status.frame, "stamp": status.audio_stamp, "audio": status.audio}
+        )
+    else:
+        session.on_frame = lambda status, image: (
+            received.append(time.perf_counter() * 1e3 - status.audio_stamp) if status.audio_stamp else None
+        )
+    stop = threading.Event()
+
+    async def page() -> None:
+        import aiohttp
+
+        async with aiohttp.ClientSession() as client:
+            socket_ = await client.ws_connect(f"ws://127.0.0.1:{server.port}/ws?token={server.token}")
+            await socket_.send_str(json.dumps({"type": "hello", "rate": track.rate, "audio": True}))
+
+            async def listen() -> None:
+                async for message in socket_:
+                    length = struct.unpack(">I", message.data[:4])[0]
+                    stamp = json.loads(message.data[4 : 4 + length])["stamp"]
+                    if stamp is not None:
+                        received.append(time.perf_counter() * 1e3 - stamp)
+
+            listening = asyncio.ensure_future(listen())
+            await send_blocks(lambda block, stamp: socket_.send_bytes(struct.pack("<d", stamp) + block.tobytes()))
+            listening.cancel()
+            await socket_.close()
+
+    async def send_blocks(send) -> None:
+        started = time.perf_counter()
+        for index, start in enumerate(range(0, len(track.samples), 2048)):
+            if stop.is_set():
+                break
+            await send(track.samples[start : start + 2048].astype("<f4"), time.perf_counter() * 1e3)
+            await asyncio.sleep(max(started + (index + 1) * 2048 / track.rate - time.perf_counter(), 0))
+
+    async def direct(block, stamp) -> None:
+        source.push(block, stamp)
+
+    feeder = threading.Thread(target=lambda: asyncio.run(page() if serve else send_blocks(direct)), daemon=True)
+    try:
+        session.step()  # warm up
+        received.clear()
+        feeder.start()
+        session.run(duration=seconds)
+        stop.set()
+        feeder.join(timeout=30)
+    finally:
+        if server is not None:
+            server.close()
+        source.close()
+    return len(received) / seconds, sum(received) / max(len(received), 1)
+
+
 def main() -> None:
     parser = arguments(__doc__.splitlines()[0])
     parser.add_argument(
         "--arch", choices=["tiny", "sd-turbo"], default="sd-turbo" if torch.cuda.is_available() else "tiny"
     )
     parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--serve", action="store_true", help="measure the live page's path over loopback")
     args = parser.parse_args()
+    if args.serve:
+        alone, alone_latency = served_rate(args.seconds, serve=False)
+        shown, latency = served_rate(args.seconds, serve=True)
+        print(f"preview {SIZE}x{SIZE}, the demo track's PCM pushed in real time:")
+        print(f"  the loop alone         {alone:6.1f} fps, audio to frame ready  {alone_latency:5.0f} ms")
+        print(f"  served to a page       {shown:6.1f} fps, audio to frame shown  {latency:5.0f} ms")
+        print(f"  frames shown / frames made alone: {shown / alone:.0%}")
+        result = {"size": SIZE, "alone_fps": alone, "served_fps": shown, "ratio": shown / alone}
+        result |= {"alone_latency_ms": alone_latency, "served_latency_ms": latency}
+        result |= {"ours_ms": 1e3 / shown, "baseline_ms": 1e3 / alone}
+        report(result, args.json)
+        return
     result = {"size": SIZE, "preview": {}}
     preview = load_backend(ModelSettings(backend="preview"))
     for target in (240, 15):

@@ -13,10 +13,14 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.mark.parametrize("bench", ["frame_ops.py", "schedules.py"])
+@pytest.mark.parametrize(
+    "bench",
+    [["frame_ops.py", "--repeats", "1"], ["schedules.py", "--repeats", "1"], ["live.py", "--serve", "--seconds", "1"]],
+    ids=lambda bench: " ".join(bench),
+)
 def test_a_bench_prints_one_json_object_last(bench):
     done = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / bench), "--json", "--repeats", "1"],
+        [sys.executable, str(ROOT / "bench" / bench[0]), *bench[1:], "--json"],
         capture_output=True,
         text=True,
         cwd=ROOT,
