@@ -19,7 +19,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+from scipy import signal
+from test_live import FPS, live_settings
 from test_serve import free_port
+
+from audio.envelopes import design_filter, frame_starts, window_rms
+from audio.live import PushedSource
+from engine.serve import LiveServer
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM, DRIVER = Path("/usr/lib/chromium/chromium"), Path("/usr/bin/chromedriver")
@@ -115,8 +121,10 @@ def test_the_page_sends_its_microphone_gets_frames_and_controls_the_engine(tmp_p
         while not heard_beats():
             assert time.monotonic() < deadline, f"the bass envelope did not follow the beats: {lows[-20:]}"
             time.sleep(0.1)
-        frames = browser.execute_script("return window.driftwave.frames")
-        assert frames > 20 and int(browser.find_element("id", "frames").text) >= frames
+        while (frames := browser.execute_script("return window.driftwave.frames")) < 20:
+            assert time.monotonic() < deadline, f"only {frames} frames reached the page"
+            time.sleep(0.1)
+        assert int(browser.find_element("id", "frames").text) >= frames  # the counter the user sees
         browser.find_element("tag name", "body").send_keys("f")
         engine.wait_for(r"live: frozen")
         shot = tmp_path / "live_page.png"
@@ -129,3 +137,72 @@ def test_the_page_sends_its_microphone_gets_frames_and_controls_the_engine(tmp_p
             browser.quit()
         engine.stop()
         shutil.rmtree(home, ignore_errors=True)
+
+
+class KeepingSource(PushedSource):
+    """The page's audio source, also keeping every block it is given to analyse offline after."""
+
+    def __init__(self, filters, fps) -> None:
+        super().__init__(filters, fps)
+        self.received: list[np.ndarray] = []
+
+    def push(self, block, stamp=None) -> None:
+        self.received.append(np.array(block))
+        super().push(block, stamp)
+
+
+def arrived(blocks: list[np.ndarray], length: int) -> bool:
+    """Whether the file has come through whole: its first sound and ``length`` samples from it."""
+    if not blocks:
+        return False
+    sent = np.concatenate(blocks)
+    sounding = np.flatnonzero(np.abs(sent) > 1e-6)
+    return len(sounding) > 0 and len(sent) >= sounding[0] + length
+
+
+def test_a_file_played_in_the_page_gives_the_offline_envelopes_of_what_it_sent(tmp_path):
+    settings = live_settings()
+    source = KeepingSource(settings.audio.filters, FPS)
+    server = LiveServer(source, port=free_port(), say=lambda line: None)
+    server.start()
+    home = Path(tempfile.mkdtemp(prefix="chrome-", dir="/tmp"))
+    silent = tmp_path / "silent.wav"
+    soundfile.write(silent, np.zeros(4800, dtype=np.float32), 48000)
+    browser = chromium(silent, home)
+    try:
+        browser.get(server.url)
+        rate = browser.execute_script("return new AudioContext().sampleRate")
+        t = np.arange(int(4 * rate)) / rate
+        steps = np.minimum((t / 0.25).astype(int), 15)
+        levels = np.random.default_rng(3).uniform(0.05, 0.5, (16, 2))
+        low, high = np.sin(2 * np.pi * 100 * t + 0.5), np.sin(2 * np.pi * 1000 * t + 0.5)  # no 0 to start with
+        song = levels[steps, 0] * low + levels[steps, 1] * high
+        path = tmp_path / "song.wav"
+        soundfile.write(path, song.astype(np.float32), int(rate), subtype="FLOAT")
+        browser.find_element("id", "file").send_keys(str(path))
+        browser.find_element("id", "use-file").click()
+        deadline = time.monotonic() + 60
+        while not arrived(source.received, len(song)):
+            assert time.monotonic() < deadline, f"{sum(map(len, source.received))} samples arrived"
+            time.sleep(0.05)
+        deadline = time.monotonic() + 30
+        while source.envelopes.blocks:
+            assert time.monotonic() < deadline, "the envelopes never took the blocks in"
+            time.sleep(0.01)
+        time.sleep(0.2)  # the worker's last frame
+    finally:
+        browser.quit()
+        server.close()
+        source.close()
+        shutil.rmtree(home, ignore_errors=True)
+    sent = np.concatenate(source.received)
+    start = int(np.flatnonzero(np.abs(sent) > 1e-6)[0])  # the page sends silence until the file starts
+    np.testing.assert_allclose(sent[start : start + len(song)], song, atol=1e-6)  # the file's samples, exactly
+    envelopes = source.envelopes
+    starts = frame_starts(envelopes.frames, FPS, int(rate))
+    offline = [
+        window_rms(signal.sosfilt(design_filter(spec, int(rate)).sos, sent), starts) for spec in settings.audio.filters
+    ]
+    offline.append(window_rms(sent, starts))
+    assert envelopes.frames >= 4 * FPS  # the whole file went through the streaming filters
+    np.testing.assert_allclose(envelopes.latest_raw, np.stack(offline, axis=1)[-1], rtol=1e-3, atol=1e-5)
