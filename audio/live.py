@@ -61,6 +61,7 @@ class LiveEnvelopes:
     """
 
     def __init__(self, filters: list[AudioFilter], rate: int, fps: float, bpm: float = 0.0) -> None:
+        self.filters = filters
         self.stream = StreamingEnvelopes(filters, rate, fps)
         self.rate = rate
         self.rhythm = LiveRhythm(fps, bpm)
@@ -92,6 +93,19 @@ class LiveEnvelopes:
 
     def values(self) -> dict[str, float]:
         return dict(self.latest)
+
+    def set_rate(self, rate: int) -> None:
+        """The sender's audio comes at ``rate`` from now on: the filters start afresh for it, and a
+        recording restarts at that rate (what came before was the silence before the sender)."""
+        with self._lock:
+            if rate == self.rate:
+                return
+            self.stream, self.rate = StreamingEnvelopes(self.filters, rate, self.stream.fps), rate
+            if self._tap is not None:
+                path = self._tap.name
+                self._tap.close()
+                self._tap, self.tap_started_at = None, None
+                self.record_to(Path(path))
 
     def record_to(self, path: Path) -> None:
         """Write every block from now on to ``path`` (a WAV), on the worker thread."""
@@ -316,7 +330,7 @@ class PushedSource:
     PCM blocks in, the same streaming filters with carried state as the microphone's, so the
     envelopes are the offline analysis's of the same signal.
 
-    The sender says its sample rate first (:meth:`start`); a new rate rebuilds the filters.
+    The sender says its sample rate first (:meth:`start`); a new rate starts the filters afresh.
     ``stamp`` with a block is the sender's clock when it was captured: it comes back with the
     frame that read it (``envelopes.latest_stamp``), so the sender measures audio-to-picture
     latency on its own clock. Until the first block, and after the sender goes, the values hold.
@@ -325,13 +339,10 @@ class PushedSource:
     label = "the browser page's audio"
 
     def __init__(self, filters: list[AudioFilter], fps: float, rate: int = 48000, bpm: float = 0.0) -> None:
-        self.filters, self.fps, self.bpm = filters, fps, bpm
         self.envelopes = LiveEnvelopes(filters, rate, fps, bpm)
 
     def start(self, rate: int) -> None:
-        if rate != self.envelopes.rate:
-            old, self.envelopes = self.envelopes, LiveEnvelopes(self.filters, rate, self.fps, self.bpm)
-            old.close()
+        self.envelopes.set_rate(rate)
 
     def push(self, block: np.ndarray, stamp: float | None = None) -> None:
         self.envelopes.push(block, stamp)

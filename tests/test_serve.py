@@ -162,3 +162,20 @@ def test_a_port_in_use_is_named_with_the_option_to_change_it():
             assert "--serve PORT" in error.value.hint
         finally:
             source.close()
+
+
+def test_a_recording_follows_the_page_to_its_sample_rate(tmp_path):
+    import soundfile
+
+    source = PushedSource(live_settings().audio.filters, FPS)  # 48 kHz until the page says
+    try:
+        source.envelopes.record_to(tmp_path / "heard.wav")
+        source.start(22050)
+        block = np.sin(np.arange(2048) / 7).astype("<f4")
+        source.push(block, 1.0)
+        source.push(block, 2.0)
+        source.envelopes.stop_recording()
+    finally:
+        source.close()
+    heard, rate = soundfile.read(tmp_path / "heard.wav", dtype="float32")
+    assert rate == 22050 and np.array_equal(heard, np.concatenate([block, block]))
