@@ -104,60 +104,30 @@ def render_job(settings: Settings, resume: str | None, emit: Emit, control: JobC
 def live_job(settings: Settings, options: dict[str, Any], emit: Emit, control: JobControl):
     """A live session in <outdir>/<batch>/live-<time>/ (recording, snapshots), the newest frame at
     latest.png there or in ``options["frames_dir"]``; with ``options["serve"]`` (a port) the picture
-    goes to a browser page whose sound drives it. Ends after ``options["duration"]`` seconds, when
-    cancelled, or when a file source ends. Returns its summary."""
+    goes to a browser page whose sound drives it, with ``options["osc"]`` OSC controls it. Ends after
+    ``options["duration"]`` seconds, when cancelled, or when a file source ends. Returns its summary."""
     from engine.backends import load_backend
-    from engine.images import to_array
-    from engine.live import LiveSession, open_audio_source, record_session
+    from engine.live import LiveSession, record_session
     from engine.outputs import new_timestring
 
     backend = load_backend(settings.model)
-    served = options.get("serve")
-    if served is not None:
-        from audio.live import PushedSource
-
-        source = PushedSource(settings.audio.filters, settings.live.target_fps, bpm=settings.audio.bpm)
-    else:
-        source = open_audio_source(
-            settings, audio_file=options.get("audio_file"), input_device=options.get("input_device")
-        )
-    server = osc = None
+    source = _live_source(settings, options)
+    services = []
     try:
         timestring = f"live-{new_timestring()}"
         folder = Path(settings.batch.outdir).expanduser() / settings.batch.batch_name / timestring
-        folder.mkdir(parents=True, exist_ok=True)
         frames = Path(options.get("frames_dir") or folder)  # the newest frame, for the TUI and OBS
-        frames.mkdir(parents=True, exist_ok=True)
-        latest = str(frames / "latest.png")
+        for place in (folder, frames):
+            place.mkdir(parents=True, exist_ok=True)
         session = control.live_session = LiveSession(settings, backend, source, frames_dir=frames)
-        if served is not None:
-            server = _page_server(session, int(served), folder, emit)
-        if options.get("osc") is not None:
-            from engine.osc import OscControl
-
-            osc = OscControl(session, int(options["osc"]), folder / "snapshots", lambda line: emit(Log(line)))
-            emit(Log(f"OSC on 127.0.0.1:{osc.port} (/driftwave/var/NAME, /driftwave/freeze, ...)"))
-
-        def on_frame(status, image) -> None:
-            shown = (status.frame, status.fps, status.latency_ms, status.audio, status.behind, status.problem)
-            emit(LiveFrame(*shown, latest, server.latency_ms if server is not None else None))
-            if server is not None:
-                server.publish(
-                    to_array(image),
-                    {
-                        "frame": status.frame,
-                        "fps": status.fps,
-                        "audio": status.audio,
-                        "stamp": status.audio_stamp,
-                        "problem": status.problem,
-                    },
-                )
-
-        session.on_frame = on_frame
         emit(RunStarted(str(folder), timestring, backend.name))
         emit(Log(f"live: {settings.image.W}x{settings.image.H} at up to {settings.live.target_fps:g} fps in {folder}"))
-        if server is not None:
-            emit(Log(f"live page: {server.url}  (from a laptop: ssh -L {server.port}:localhost:{server.port} host)"))
+        served = options.get("serve")
+        server = _page_server(session, int(served), folder, emit) if served is not None else None
+        services += [server] if server is not None else []
+        if options.get("osc") is not None:
+            services.append(_osc(session, int(options["osc"]), folder, emit))
+        session.on_frame = _reporter(emit, str(frames / "latest.png"), server)
 
         def run():
             return session.run(options.get("duration"), control.should_stop)
@@ -168,10 +138,42 @@ def live_job(settings: Settings, options: dict[str, Any], emit: Emit, control: J
         return summary
     finally:
         control.live_session = None
-        for service in (server, osc):
-            if service is not None:
-                service.close()
+        for service in services:
+            service.close()
         source.close()
+
+
+def _live_source(settings: Settings, options: dict[str, Any]):
+    """The browser page's sound when serving, else the input, the file or the preset's track."""
+    if options.get("serve") is not None:
+        from audio.live import PushedSource
+
+        return PushedSource(settings.audio.filters, settings.live.target_fps, bpm=settings.audio.bpm)
+    from engine.live import open_audio_source
+
+    return open_audio_source(settings, audio_file=options.get("audio_file"), input_device=options.get("input_device"))
+
+
+def _reporter(emit: Emit, latest: str, server) -> Callable:
+    """A LiveSession's on_frame: a LiveFrame event, and the picture to the page when serving."""
+    from engine.images import to_array
+
+    def on_frame(status, image) -> None:
+        shown = (status.frame, status.fps, status.latency_ms, status.audio, status.behind, status.problem)
+        emit(LiveFrame(*shown, latest, server.latency_ms if server is not None else None))
+        if server is not None:
+            header = {"frame": status.frame, "fps": status.fps, "audio": status.audio, "problem": status.problem}
+            server.publish(to_array(image), header | {"stamp": status.audio_stamp})
+
+    return on_frame
+
+
+def _osc(session, port: int, folder: Path, emit: Emit):
+    from engine.osc import OscControl
+
+    osc = OscControl(session, port, folder / "snapshots", lambda line: emit(Log(line)))
+    emit(Log(f"OSC on 127.0.0.1:{osc.port} (/driftwave/var/NAME, /driftwave/freeze, ...)"))
+    return osc
 
 
 def _page_server(session, port: int, folder: Path, emit: Emit):
@@ -184,4 +186,5 @@ def _page_server(session, port: int, folder: Path, emit: Emit):
         say=lambda line: emit(Log(line)),
     )
     server.start()
+    emit(Log(f"live page: {server.url}  (from a laptop: ssh -L {server.port}:localhost:{server.port} host)"))
     return server
