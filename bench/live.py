@@ -149,9 +149,12 @@ def served_rate(seconds: float, serve: bool) -> tuple[float, float]:
 
     feeder = threading.Thread(target=lambda: asyncio.run(page() if serve else send_blocks(direct)), daemon=True)
     try:
-        session.step()  # warm up
-        received.clear()
         feeder.start()
+        deadline = time.monotonic() + 60
+        while not received:  # warm up until a frame that read the pushed audio has arrived
+            assert time.monotonic() < deadline, "no frame read the pushed audio within a minute"
+            session.step()
+        received.clear()
         session.run(duration=seconds)
         stop.set()
         feeder.join(timeout=30)
