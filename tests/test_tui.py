@@ -16,8 +16,9 @@ from textual.widgets import Input, Select, Static, TabbedContent, TextArea
 from textual_image.widget import HalfcellImage
 
 from engine.presets import load_preset
-from tui.app import DriftwaveApp, DriftwaveCommands
+from tui.app import DriftwaveApp
 from tui.client import EngineClient
+from tui.commands import DriftwaveCommands
 from tui.panes import AudioPane, MotionPane, RenderPane
 from tui.plot import SchedulePlot
 from tui.session import Session
@@ -309,7 +310,7 @@ async def test_render_in_a_real_engine_shows_progress_and_frames(tmp_path):
         assert app.engine_state == "done", app.job
         await pilot.pause(0.3)
         assert "frame 12/12" in str(app.query_one("#render-rate").render())
-        shown = app.pane("render").shown_frame
+        shown = app.render_pane.shown_frame
         assert shown and shown.endswith("000011.png")
         assert app.query_one("#render-preview").image is not None
         await app.client.send("shutdown")
@@ -340,10 +341,10 @@ async def test_a_second_tui_attaches_to_the_running_render_and_its_settings(tmp_
         assert second.query_one("#tabs", TabbedContent).active == "render"  # progress and frame in view
         assert "attached to the running render" in " ".join(n.message for n in second._notifications)
         for _ in range(100):
-            if second.pane("render").shown_frame:
+            if second.render_pane.shown_frame:
                 break
             await pilot.pause(0.1)
-        shown = second.pane("render").shown_frame
+        shown = second.render_pane.shown_frame
         assert shown and Path(shown).exists()
         await second.client.send("cancel")
         await until_state(second, pilot, "cancelled")

@@ -106,6 +106,7 @@ async def test_an_engine_killed_mid_render_is_reported_and_render_resumes_the_ru
     preset = tmp_path / "harbour.toml"
     preset.write_text(PRESET.format(outdir=tmp_path / "out"))
     app = make(tmp_path, preset=preset, connect=True)
+    app.edit_pause = 3600.0  # the edit below stays unsent until the engine is gone, however slow the machine
     async with running(app) as pilot:
         await until(pilot, lambda: app.engine_state == "idle", "the app to attach to the engine")
         assert app.engine_pid == process.pid and not app.client.started_engine
@@ -143,7 +144,7 @@ async def test_an_engine_killed_mid_render_is_reported_and_render_resumes_the_ru
         assert f"engine stopped · Render resumes run {timestring}" in app.sub_title
 
         await pilot.press("ctrl+r")
-        lines = app.pane("render").lines
+        lines = app.render_pane.lines
 
         def resumed() -> bool:
             return (

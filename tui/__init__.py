@@ -1,1 +1,1 @@
-"""The Textual terminal UI, a client of the engine process (terminal-UI issue); never imports torch."""
+"""The Textual terminal UI, a client of the engine process; never imports torch."""

@@ -7,7 +7,6 @@ reaches the engine.
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from engine.plan import audio_names, compile_plan
 from engine.presets import Preset, load_preset, save_preset, settings_from_data
 from engine.prompts import compile_prompts
 from engine.schedule import compile_schedule
-from engine.settings import FIELDS, GROUPS, Settings, fields_of_kind
+from engine.settings import GROUPS, Settings, fields_of_kind
 
 SCHEDULE_FIELDS = {f"{group}.{name}" for group, name in fields_of_kind("schedule")}
 
@@ -131,13 +130,3 @@ def settings_value(settings: Settings, path: str) -> Any:
 def describe(path: str) -> str:
     group, name = path.split(".", 1)
     return GROUPS[group].model_fields[name].description or ""
-
-
-def field_path(name: str) -> str | None:
-    """``zoom`` -> ``motion.zoom``."""
-    location = FIELDS.get(name)
-    return ".".join(location) if location else None
-
-
-def copy_settings(settings: Settings) -> Settings:
-    return copy.deepcopy(settings)

@@ -1,19 +1,17 @@
-"""The Live tab: the picture, one meter per audio variable with a beat flash, the rate and the
-audio-to-frame latency, and quick controls sent to the engine's live session.
-
-Keys (with the tab in focus): 1-9 hold that keyed prompt, 0 back to the prompt schedule, f
-freeze, p snapshot, + and - strength, ] and [ cfg, r back to the schedules.
-"""
+"""The Live tab: the live session's picture, audio meters, rate and latency, and the keys that steer it."""
 
 from __future__ import annotations
 
+from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
+from textual.reactive import var
 from textual.widgets import Label, Static
 
 from engine.protocol import LiveFrame
+from tui.events import LiveEvent
 
 METER_WIDTH = 20
 
@@ -28,7 +26,8 @@ def meter(name: str, value: float) -> str:
 
 
 class LivePane(Vertical, can_focus=True):
-    """What the live session shows, and the keys that steer it."""
+    """What the live session shows. Keys (the tab in focus): 1-9 hold that keyed prompt, 0 back to
+    the schedule, f freeze, p snapshot, + and - strength, ] and [ cfg, r back to the schedules."""
 
     BINDINGS = [
         *(Binding(str(n), f"prompt({n - 1})", f"prompt {n}", show=False) for n in range(1, 10)),
@@ -43,6 +42,14 @@ class LivePane(Vertical, can_focus=True):
         Binding("r", "reset", "Reset", show=False),
     ]
 
+    latest: var[LiveFrame | None] = var(None, init=False)
+    """The newest live frame's event."""
+    strength: var[float | None] = var(None, init=False)
+    """The strength held by the keys (None: the schedule's)."""
+    cfg: var[float | None] = var(None, init=False)
+    """The cfg held by the keys (None: the schedule's)."""
+    frozen: var[bool] = var(False, init=False)
+
     class Control(Message):
         """A quick control for the engine (``changes``: fields of the ``control`` request)."""
 
@@ -54,11 +61,17 @@ class LivePane(Vertical, can_focus=True):
         super().__init__(**kwargs)
         self.image_class = image_class
         self.base_strength, self.base_cfg = strength, cfg  # the schedules' values at frame 0
-        self.strength: float | None = None
-        self.cfg: float | None = None
-        self.frozen = False
         self.shown_frame = -1
-        self.latest: LiveFrame | None = None
+
+    @classmethod
+    def of_settings(cls, image_class, settings, **kwargs) -> LivePane:
+        """The pane for a live session of ``settings``, its controls starting at frame 0's values."""
+        from engine.errors import collecting_notices
+        from engine.plan import compile_plan
+
+        with collecting_notices():
+            first = compile_plan(settings).frame(0)
+        return cls(image_class, first.strength, first.cfg, **kwargs)
 
     def compose(self) -> ComposeResult:
         yield Label("live: waiting for the engine…", id="live-status", markup=False)
@@ -77,14 +90,16 @@ class LivePane(Vertical, can_focus=True):
         self._show_controls()
         self.focus()  # the keys work at once
 
-    # -- from the engine -----------------------------------------------------------------------------
+    @on(LiveEvent)
+    def _live_frame(self, message: LiveEvent) -> None:
+        self.latest = message.event
 
-    def show(self, frame: LiveFrame) -> None:
+    def watch_latest(self, frame: LiveFrame) -> None:
         """One live frame's event: rate, latency, meters, beat, what went wrong."""
-        self.latest = frame
-        self.query_one("#live-status", Label).update(
-            f"frame {frame.frame}   {frame.fps:5.1f} fps   audio→frame {frame.latency_ms:4.0f} ms"
-        )  # falling behind the target is said in the problem line
+        status = f"frame {frame.frame}   {frame.fps:5.1f} fps   audio→frame {frame.latency_ms:4.0f} ms"
+        if frame.shown_latency_ms is not None:  # served: as the browser page measured it
+            status += f"   to the page {frame.shown_latency_ms:4.0f} ms"
+        self.query_one("#live-status", Label).update(status)  # falling behind the target: the problem line
         audio = frame.audio or {}
         self.query_one("#live-meters", Static).update(
             "\n".join(meter(name, value) for name, value in audio.items() if name not in ("beat", "bpm"))
@@ -118,7 +133,6 @@ class LivePane(Vertical, can_focus=True):
     def action_freeze(self) -> None:
         self.frozen = not self.frozen
         self.post_message(self.Control({"frozen": self.frozen}))
-        self._show_controls()
 
     def action_snapshot(self) -> None:
         self.post_message(self.Control({"snapshot": True}))
@@ -131,21 +145,20 @@ class LivePane(Vertical, can_focus=True):
         current = self.base_strength if self.strength is None else self.strength
         self.strength = round(min(max(current + step, 0.0), 1.0), 3)
         self.post_message(self.Control({"strength": self.strength}))
-        self._show_controls()
 
     def action_cfg(self, step: float) -> None:
         current = self.base_cfg if self.cfg is None else self.cfg
         self.cfg = round(max(current + step, 0.0), 3)
         self.post_message(self.Control({"cfg": self.cfg}))
-        self._show_controls()
 
     def action_reset(self) -> None:
         self.strength = self.cfg = None
         self.post_message(self.Control({"strength": None, "cfg": None}))
-        self._show_controls()
 
     def _show_controls(self) -> None:
         strength = "schedule" if self.strength is None else f"{self.strength:.2f}"
         cfg = "schedule" if self.cfg is None else f"{self.cfg:.1f}"
         frozen = "   FROZEN" if self.frozen else ""
         self.query_one("#live-controls", Static).update(f"strength {strength}   cfg {cfg}{frozen}")
+
+    watch_strength = watch_cfg = watch_frozen = _show_controls
