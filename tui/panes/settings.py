@@ -113,12 +113,10 @@ class SettingsPane(VerticalScroll):
 
 
 def _typed(annotation, value):
-    """Text from an Input as the field's type; the model's validation explains bad values."""
-    if not isinstance(value, str) or annotation is str:
+    """Text from an Input as the field's type, read as ``--set`` reads it; the model's validation
+    explains bad values."""
+    if not isinstance(value, str):
         return value
-    import tomlkit
+    from engine.presets import override_value
 
-    try:
-        return tomlkit.parse(f"value = {value}").unwrap()["value"]
-    except Exception:  # not a TOML value: keep the text
-        return value
+    return override_value(annotation, value)
