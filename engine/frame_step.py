@@ -9,6 +9,7 @@ per frame comes in a :class:`FrameParams`; the step keeps only what it loads onc
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import torch
@@ -149,7 +150,7 @@ class FrameStep:
         becomes it."""
         options = self.settings.coherence
         if reference is None:
-            reference = image if options.color_coherence in ("LAB", "HSV", "RGB") else self._coherence_image()
+            reference = image if options.color_coherence in ("LAB", "HSV", "RGB") else self._coherence_image
         elif not options.legacy_colormatch:
             image = self.match(image, reference)
         if options.color_force_grayscale:
@@ -223,7 +224,9 @@ class FrameStep:
             seed=params.frame,
         )
 
+    @functools.cached_property
     def _coherence_image(self) -> torch.Tensor | None:
+        """color_coherence = Image: its picture, read once."""
         options, size = self.settings.coherence, (self.settings.image.W, self.settings.image.H)
         if options.color_coherence == "Image" and options.color_coherence_image_path:
             field = "coherence.color_coherence_image_path"
