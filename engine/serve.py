@@ -102,7 +102,12 @@ class LiveServer:
         from aiohttp import web
 
         self._stopped = asyncio.Event()
-        app = web.Application(middlewares=[self._guard], client_max_size=MAX_MESSAGE)
+
+        @web.middleware
+        async def guard(request, handler):
+            return await self._guard(request, handler)
+
+        app = web.Application(middlewares=[guard], client_max_size=MAX_MESSAGE)
         app.router.add_get("/", self._page)
         app.router.add_get("/ws", self._socket)
         runner = web.AppRunner(app, access_log=None)
@@ -129,17 +134,15 @@ class LiveServer:
                     await socket.close()
             await runner.cleanup()
 
-    async def _guard(self, app, handler):
+    async def _guard(self, request, handler):
+        """Refuse any request without the session's token or from another page's origin."""
         from aiohttp import web
 
-        async def guarded(request):
-            origin = request.headers.get("Origin")
-            allowed = {f"http://localhost:{self.port}", f"http://127.0.0.1:{self.port}"}
-            if request.query.get("token") != self.token or (origin is not None and origin not in allowed):
-                return web.Response(status=403)
-            return await handler(request)
-
-        return guarded
+        origin = request.headers.get("Origin")
+        allowed = {f"http://localhost:{self.port}", f"http://127.0.0.1:{self.port}"}
+        if request.query.get("token") != self.token or (origin is not None and origin not in allowed):
+            return web.Response(status=403)
+        return await handler(request)
 
     async def _page(self, request):
         from aiohttp import web

@@ -49,9 +49,10 @@ class Engine:
         command = [sys.executable, str(ROOT / "main.py"), "live", "live", "--headless", "--serve", str(port)]
         command += ["--duration", "120", "--set", "backend=preview", "--set", "W=128", "--set", "H=128"]
         command += ["--set", f"outdir={tmp_path / 'out'}", "--set", "target_fps=10"]
-        self.process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(command, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
         self.lines: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
 
     def _read(self) -> None:
         for line in self.process.stderr:
@@ -70,6 +71,8 @@ class Engine:
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=30)
+        self.reader.join(timeout=30)
+        self.process.stderr.close()
 
 
 def chromium(wav: Path, home: Path):

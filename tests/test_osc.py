@@ -35,23 +35,23 @@ def test_osc_sets_a_variable_every_schedule_reads_and_triggers_controls(session,
     said: list[str] = []
     osc = OscControl(session, 0, tmp_path / "snapshots", said.append)
     try:
-        client = SimpleUDPClient("127.0.0.1", osc.port)
-        session.step()
-        assert session.last_params.motion.zoom == pytest.approx(1.0)
-        client.send_message("/driftwave/var/knob1", 0.7)
-        until(lambda: session.variables["knob1"] == pytest.approx(0.7), "the knob")
-        session.step()
-        assert session.last_params.motion.zoom == pytest.approx(1.7)
-        client.send_message("/driftwave/freeze", [])
-        until(lambda: session.controls.frozen, "freeze")
-        client.send_message("/driftwave/strength", 0.3)
-        until(lambda: session.controls.strength == pytest.approx(0.3), "strength")
-        client.send_message("/driftwave/prompt", 2)
-        until(lambda: session.controls.prompt == 1, "prompt 2")
-        client.send_message("/driftwave/var/knob9", 1.0)  # not declared: said once, nothing set
-        client.send_message("/driftwave/var/knob9", 1.0)
-        until(lambda: said, "the refusal")
-        assert said == ["OSC sets 'knob9', which is not a live variable: add it to [live] variables"]
-        assert "knob9" not in session.variables
+        with SimpleUDPClient("127.0.0.1", osc.port) as client:
+            session.step()
+            assert session.last_params.motion.zoom == pytest.approx(1.0)
+            client.send_message("/driftwave/var/knob1", 0.7)
+            until(lambda: session.variables["knob1"] == pytest.approx(0.7), "the knob")
+            session.step()
+            assert session.last_params.motion.zoom == pytest.approx(1.7)
+            client.send_message("/driftwave/freeze", [])
+            until(lambda: session.controls.frozen, "freeze")
+            client.send_message("/driftwave/strength", 0.3)
+            until(lambda: session.controls.strength == pytest.approx(0.3), "strength")
+            client.send_message("/driftwave/prompt", 2)
+            until(lambda: session.controls.prompt == 1, "prompt 2")
+            client.send_message("/driftwave/var/knob9", 1.0)  # not declared: said once, nothing set
+            client.send_message("/driftwave/var/knob9", 1.0)
+            until(lambda: said, "the refusal")
+            assert said == ["OSC sets 'knob9', which is not a live variable: add it to [live] variables"]
+            assert "knob9" not in session.variables
     finally:
         osc.close()
