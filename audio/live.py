@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
+from audio.jitter import JitterBuffer
 from audio.load import AudioError, Track
 from audio.stream import StreamingEnvelopes
 from engine.settings import AudioFilter
@@ -331,27 +332,54 @@ class PushedSource:
     envelopes are the offline analysis's of the same signal.
 
     The sender says its sample rate first (:meth:`start`); a new rate starts the filters afresh.
-    ``stamp`` with a block is the sender's clock when it was captured: it comes back with the
-    frame that read it (``envelopes.latest_stamp``), so the sender measures audio-to-picture
-    latency on its own clock. Until the first block, and after the sender goes, the values hold.
+    ``stamp`` with a block is the sender's clock in milliseconds when it was captured: blocks
+    pass a :class:`~audio.jitter.JitterBuffer` of ``jitter`` seconds on it, so they reach the
+    filters at the pace they were captured; the stamp comes back with the frame that read it
+    (``envelopes.latest_stamp``), so the sender measures audio-to-picture latency on its own
+    clock. Until the first block, and after the sender goes, the values hold.
     """
 
     label = "the browser page's audio"
 
-    def __init__(self, filters: list[AudioFilter], fps: float, rate: int = 48000, bpm: float = 0.0) -> None:
+    def __init__(
+        self, filters: list[AudioFilter], fps: float, rate: int = 48000, bpm: float = 0.0, jitter: float = 0.04
+    ) -> None:
         self.envelopes = LiveEnvelopes(filters, rate, fps, bpm)
+        self.buffer = JitterBuffer(jitter)
+        self._ready = threading.Condition()
+        self._running = True
+        self._release = threading.Thread(target=self._run, name="audio-jitter", daemon=True)
+        self._release.start()
 
     def start(self, rate: int) -> None:
         self.envelopes.set_rate(rate)
 
     def push(self, block: np.ndarray, stamp: float | None = None) -> None:
-        self.envelopes.push(block, stamp)
+        if stamp is None:
+            self.envelopes.push(block)
+            return
+        with self._ready:
+            self.buffer.add((block, stamp), stamp / 1000.0, time.monotonic())
+            self._ready.notify()
 
     def values(self) -> dict[str, float]:
         return self.envelopes.values()
 
     def close(self) -> None:
+        with self._ready:
+            self._running = False
+            self._ready.notify()
+        self._release.join(timeout=2)
         self.envelopes.close()
+
+    def _run(self) -> None:
+        """Hand each held block to the filters when it is due."""
+        with self._ready:
+            while self._running:
+                for block, stamp in self.buffer.due(time.monotonic()):
+                    self.envelopes.push(block, stamp)
+                due = self.buffer.next_release()
+                self._ready.wait(None if due is None else max(due - time.monotonic(), 0.0))
 
 
 class FileSource:

@@ -98,7 +98,8 @@ def served_rate(seconds: float, serve: bool) -> tuple[float, float]:
 
     settings = settings_for("preview", 240)
     track = load_audio(ROOT / "presets" / "demo_track.flac")
-    source = PushedSource(settings.audio.filters, settings.live.target_fps, rate=track.rate)
+    live = settings.live
+    source = PushedSource(settings.audio.filters, live.target_fps, rate=track.rate, jitter=live.jitter_ms / 1000)
     session = LiveSession(settings, load_backend(ModelSettings(backend="preview")), source)
     received: list[float] = []  # latencies, ms
     server = None

@@ -148,7 +148,8 @@ def _live_source(settings: Settings, options: dict[str, Any]):
     if options.get("serve") is not None:
         from audio.live import PushedSource
 
-        return PushedSource(settings.audio.filters, settings.live.target_fps, bpm=settings.audio.bpm)
+        live, audio = settings.live, settings.audio
+        return PushedSource(audio.filters, live.target_fps, bpm=audio.bpm, jitter=live.jitter_ms / 1000)
     from engine.live import open_audio_source
 
     return open_audio_source(settings, audio_file=options.get("audio_file"), input_device=options.get("input_device"))

@@ -480,6 +480,9 @@ class AudioSettings(Group):
 class LiveSettings(Group):
     target_fps: float = Field(15, gt=0, le=240, description="live mode: frames per second to aim for")
     loop_audio: bool = Field(True, description="live mode: start the audio file again at its end (off: stop there)")
+    jitter_ms: float = Field(
+        40, ge=0, le=1000, description="live --serve: how long the page's sound is held to even out the network"
+    )
     variables: list[str] = Field(
         default_factory=list,
         description="live mode: names OSC sets (/driftwave/var/NAME value), read in every schedule and prompt "

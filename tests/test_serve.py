@@ -172,8 +172,8 @@ def test_a_recording_follows_the_page_to_its_sample_rate(tmp_path):
         source.envelopes.record_to(tmp_path / "heard.wav")
         source.start(22050)
         block = np.sin(np.arange(2048) / 7).astype("<f4")
-        source.push(block, 1.0)
-        source.push(block, 2.0)
+        source.push(block)  # unstamped: straight to the filters, past the jitter buffer
+        source.push(block)
         source.envelopes.stop_recording()
     finally:
         source.close()
