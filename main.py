@@ -42,6 +42,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from engine.serve import DEFAULT_PORT
+
     parser = argparse.ArgumentParser(prog="main.py", description="Driftwave: music-synced Deforum-style animation.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -70,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument(
         "--serve",
         nargs="?",
-        const=8765,
+        const=DEFAULT_PORT,
         type=int,
         metavar="PORT",
         help="show the picture in a browser page on 127.0.0.1:PORT (8765), its microphone or file the sound",

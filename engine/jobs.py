@@ -161,7 +161,8 @@ def _reporter(emit: Emit, latest: str, server) -> Callable:
 
     def on_frame(status, image) -> None:
         shown = (status.frame, status.fps, status.latency_ms, status.audio, status.behind, status.problem)
-        emit(LiveFrame(*shown, latest, server.latency_ms if server is not None else None))
+        served = (server.latency_ms, server.url) if server is not None else (None, None)
+        emit(LiveFrame(*shown, latest, *served))
         if server is not None:
             header = {"frame": status.frame, "fps": status.fps, "audio": status.audio, "problem": status.problem}
             server.publish(to_array(image), header | {"stamp": status.audio_stamp})

@@ -226,6 +226,7 @@ class LiveSession:
         )
         status.problem = (
             envelopes.error
+            or (None if audio_frame else "no sound has arrived yet: the values hold at 0")
             or self.memory_note
             or (BEHIND.format(self.settings.live.target_fps) if status.behind else None)
         )

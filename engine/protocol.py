@@ -108,6 +108,7 @@ class LiveFrame:
     problem: str | None
     path: str
     shown_latency_ms: float | None = None  # audio capture to picture shown, as the browser page measured it
+    page: str | None = None  # the browser page's address (with its token) when serving
 
 
 @dataclass(frozen=True)

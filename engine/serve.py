@@ -25,12 +25,14 @@ import struct
 import threading
 from collections.abc import Callable
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from engine.errors import DriftwaveError, notify
 
 PAGE = Path(__file__).with_name("web") / "live.html"
+if TYPE_CHECKING:
+    import numpy as np
+
 MAX_MESSAGE = 1 << 20  # an audio block is 8 KB; a control a few bytes
 DEFAULT_PORT = 8765
 
@@ -207,6 +209,8 @@ class LiveServer:
             self._drop(f"a message of type {kind!r}")
 
     def _audio(self, socket, data: bytes) -> None:
+        import numpy as np
+
         if socket is not self.sender:
             return self._drop("audio from a page that did not say hello first")
         if len(data) < 12 or (len(data) - 8) % 4:

@@ -456,3 +456,35 @@ async def test_the_live_tab_shows_the_session_and_its_keys_steer_it(tmp_path):
         await app.client.send("cancel")
         await until_state(app, pilot, "cancelled", "done")
         await app.client.send("shutdown")
+
+
+async def test_the_serve_switch_starts_the_session_again_serving_the_page_and_back(tmp_path):
+    import urllib.request
+
+    from test_serve import free_port
+
+    port = free_port()
+    live = {"duration": 120, "serve": port}
+    options = dict(model__backend="preview", image__W=64, image__H=64, batch__outdir=str(tmp_path / "out"))
+    app = make(tmp_path, connect=True, live=live, live__target_fps=10, **options)
+    async with running(app) as pilot:
+        pane = app.query_one("#pane-live")
+
+        async def frame_where(served: bool) -> None:
+            await until(pilot, lambda: pane.latest is not None and (pane.latest.page is not None) == served, "a frame")
+
+        await frame_where(served=True)
+        first = pane.latest.page
+        assert first.startswith(f"http://localhost:{port}/?token=") and first in text(app, "#live-page")
+        with urllib.request.urlopen(first, timeout=30) as answer:  # the real page, from the real engine
+            assert answer.status == 200 and b"WebSocket" in answer.read()
+        await pilot.press("s")  # off: the session starts again on the preset's track
+        await frame_where(served=False)
+        assert text(app, "#live-page") == "" and app.engine_state == "rendering"
+        assert app.live_options["serve"] is None and app.focused is pane
+        await pilot.press("s")  # on again, at the same port, with a new token
+        await frame_where(served=True)
+        assert pane.latest.page.startswith(f"http://localhost:{port}/?token=") and pane.latest.page != first
+        await app.client.send("cancel")
+        await until_state(app, pilot, "cancelled", "done")
+        await app.client.send("shutdown")

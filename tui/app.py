@@ -15,6 +15,7 @@ from textual.widgets import Footer, Header, Static, TabbedContent, TabPane
 
 from engine import protocol
 from engine.errors import DriftwaveError
+from engine.serve import DEFAULT_PORT
 from tui.client import EngineClient
 from tui.commands import DriftwaveCommands
 from tui.dialogs import Ask, discard_changes, keep_rendering, save_changes
@@ -87,10 +88,12 @@ class DriftwaveApp(App):
         self.connect = connect
         self.preview_interval = preview_interval
         self.live_options = live  # main.py live: the session's audio source and recording
+        self.serve_port = (live or {}).get("serve") or DEFAULT_PORT  # where the Serve switch serves the page
         self.engine_pid: int | None = None  # the engine process that answers (its state says)
         self.job: dict | None = None
         self.link = EngineLink(self, self.client)
         self._render_on_connect = False  # Render was pressed with no engine: it follows the hello
+        self._restart_live = False  # the live session was cancelled to start again (serving switched)
         self._update_due: float | None = None
         self.edit_pause = 0.5  # seconds without typing before a live edit is sent
 
@@ -132,7 +135,10 @@ class DriftwaveApp(App):
         panes = _panes()
         built = {}
         if self.live_options is not None and self.live_pane is None:
-            built["live"] = panes.LivePane.of_settings(self.image_class, self.session.settings, id="pane-live")
+            serving = self.live_options.get("serve") is not None
+            built["live"] = panes.LivePane.of_settings(
+                self.image_class, self.session.settings, serving=serving, id="pane-live"
+            )
         if not self.query(panes.RenderPane):
             built["render"] = panes.RenderPane(self.image_class, self.preview_interval, id="pane-render")
         built |= {
@@ -212,7 +218,10 @@ class DriftwaveApp(App):
                 self.call_later(self._attach, self.job)
             elif render or self.live_options is not None:
                 self.call_later(self.action_render)
-        if snapshot.state == "done":
+        if self._restart_live and snapshot.state not in RUNNING:
+            self._restart_live = False
+            self.call_later(self.action_render)
+        elif snapshot.state == "done":
             self.notify("render finished", title="Engine")
 
     @on(EngineGone)
@@ -230,6 +239,15 @@ class DriftwaveApp(App):
 
     def on_live_pane_control(self, message) -> None:
         self.run_worker(self.link.request("control", **message.changes), group="control")
+
+    async def on_live_pane_serve(self, message) -> None:
+        """Serving switched: the live session starts again with (or without) the page's sound."""
+        self.live_options = {**self.live_options, "serve": self.serve_port if message.on else None}
+        if self.engine_state in RUNNING:
+            self._restart_live = True  # once the engine says the session ended
+            await self.link.request("cancel")
+        else:
+            await self.action_render()
 
     def _adopt(self, job: dict | None) -> bool:
         """Make the running job's settings the session's, unless unsaved edits are open."""

@@ -1,4 +1,5 @@
-"""The Live tab: the live session's picture, audio meters, rate and latency, and the keys that steer it."""
+"""The Live tab: the live session's picture, audio meters, rate and latency, the keys that steer it,
+and the switch that serves it to a browser page (``main.py live --serve``)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.reactive import var
-from textual.widgets import Label, Static
+from textual.widgets import Label, Static, Switch
 
 from engine.protocol import LiveFrame
 from tui.events import LiveEvent
@@ -27,7 +28,8 @@ def meter(name: str, value: float) -> str:
 
 class LivePane(Vertical, can_focus=True):
     """What the live session shows. Keys (the tab in focus): 1-9 hold that keyed prompt, 0 back to
-    the schedule, f freeze, p snapshot, + and - strength, ] and [ cfg, r back to the schedules."""
+    the schedule, f freeze, p snapshot, + and - strength, ] and [ cfg, r back to the schedules,
+    s serve the page (the session starts again with the page's sound, or without it)."""
 
     BINDINGS = [
         *(Binding(str(n), f"prompt({n - 1})", f"prompt {n}", show=False) for n in range(1, 10)),
@@ -40,6 +42,7 @@ class LivePane(Vertical, can_focus=True):
         Binding("right_square_bracket", "cfg(0.5)", "CFG +", show=False),
         Binding("left_square_bracket", "cfg(-0.5)", "CFG -", show=False),
         Binding("r", "reset", "Reset", show=False),
+        Binding("s", "serve", "Serve page"),
     ]
 
     latest: var[LiveFrame | None] = var(None, init=False)
@@ -50,6 +53,13 @@ class LivePane(Vertical, can_focus=True):
     """The cfg held by the keys (None: the schedule's)."""
     frozen: var[bool] = var(False, init=False)
 
+    class Serve(Message):
+        """Serve the session to the browser page (``on``) or stop serving: the session starts again."""
+
+        def __init__(self, on: bool) -> None:
+            super().__init__()
+            self.on = on
+
     class Control(Message):
         """A quick control for the engine (``changes``: fields of the ``control`` request)."""
 
@@ -57,9 +67,9 @@ class LivePane(Vertical, can_focus=True):
             super().__init__()
             self.changes = changes
 
-    def __init__(self, image_class, strength: float, cfg: float, **kwargs) -> None:
+    def __init__(self, image_class, strength: float, cfg: float, *, serving: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.image_class = image_class
+        self.image_class, self.serving = image_class, serving
         self.base_strength, self.base_cfg = strength, cfg  # the schedules' values at frame 0
         self.shown_frame = -1
 
@@ -75,14 +85,18 @@ class LivePane(Vertical, can_focus=True):
 
     def compose(self) -> ComposeResult:
         yield Label("live: waiting for the engine…", id="live-status", markup=False)
+        yield Static("", id="live-page", markup=False)
         with Horizontal(id="live-body"):
             yield self.image_class(id="live-picture")
             with Vertical(id="live-side"):
+                with Horizontal(id="live-serve-row"):
+                    yield Switch(self.serving, id="live-serve")
+                    yield Label("serve the page", id="live-serve-label")
                 yield Static("", id="live-beat", markup=False)
                 yield Static("", id="live-meters", markup=False)
                 yield Static("", id="live-controls", markup=False)
                 yield Static("", id="live-problem", classes="error", markup=False)
-        keys = "1-9 prompt · 0 schedule · f freeze · p snapshot · +/- strength · [/] cfg · r reset"
+        keys = "1-9 prompt · 0 schedule · f freeze · p snapshot · +/- strength · [/] cfg · r reset · s serve"
         yield Label(keys, classes="help", markup=False)
 
     def on_mount(self) -> None:
@@ -108,6 +122,7 @@ class LivePane(Vertical, can_focus=True):
         beat.update("● BEAT" if audio.get("beat", 0.0) > 0.7 else "○ beat")
         beat.set_class(audio.get("beat", 0.0) > 0.7, "flash")
         self.query_one("#live-problem", Static).update(frame.problem or "")
+        self.query_one("#live-page", Static).update(f"page: {frame.page}" if frame.page else "")
 
     def show_frame(self) -> None:
         """The newest picture, if a newer one came (called on a timer: limited for SSH)."""
@@ -125,6 +140,16 @@ class LivePane(Vertical, can_focus=True):
         self.shown_frame = self.latest.frame
 
     # -- keys ------------------------------------------------------------------------------------------
+
+    def action_serve(self) -> None:
+        self.query_one("#live-serve", Switch).toggle()
+
+    @on(Switch.Changed, "#live-serve")
+    def _serve_switched(self, event: Switch.Changed) -> None:
+        self.serving = event.value
+        self.query_one("#live-page", Static).update("page: starting…" if event.value else "")
+        self.post_message(self.Serve(event.value))
+        self.focus()  # the keys keep working after a click on the switch
 
     def action_prompt(self, index: int | None) -> None:
         self.post_message(self.Control({"prompt": index}))
