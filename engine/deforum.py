@@ -19,7 +19,14 @@ from engine.parseq import apply_parseq, is_parseq_document, load_manifest
 from engine.presets import settings_from_data
 from engine.samplers import APPROXIMATIONS, canonical_sampler, sampler_key
 from engine.schedule import split_top_level
-from engine.settings import FIELDS, AnimationSettings, Settings, fields_of_kind, fields_without_effect
+from engine.settings import (
+    FIELDS,
+    AnimationSettings,
+    Settings,
+    fields_of_kind,
+    fields_without_effect,
+    literal_choices,
+)
 
 # Deforum's name -> Driftwave's field name, where they differ
 RENAMED = {
@@ -105,11 +112,8 @@ NO_EFFECT = {
 }
 # unsupported keys whose value says a feature was in use
 _FEATURE_SWITCHES = {
-    "optical_flow_cadence",
-    "optical_flow_redo_generation",
     "frame_interpolation_engine",
     "hybrid_generate_human_masks",
-    "diffusion_redo",
     "use_looper",
     "r_upscale_video",
     "restore_faces",
@@ -122,7 +126,11 @@ CLIP_NAMES = {
     "vit-b/16": "openai/clip-vit-base-patch16",
     "vit-b/32": "openai/clip-vit-base-patch32",
 }
-_FLOW_METHODS = {"DIS Medium", "DIS Fine", "Farneback", "DenseRLOF", "SF"}
+_FLOW_FIELDS = ("hybrid.hybrid_flow_method", "coherence.optical_flow_cadence", "coherence.optical_flow_redo_generation")
+_FLOW_METHODS = {  # field name -> the flow methods it takes (RAFT, in Deforum's lists, is not one)
+    name: literal_choices(Settings.model_fields[group].annotation.model_fields[name].annotation)
+    for group, name in (path.split(".") for path in _FLOW_FIELDS)
+}
 _SCHEDULES = {name for _, name in fields_of_kind("schedule")}
 _PATH_FIELDS = {name for _, name in fields_of_kind("path")}
 _WITHOUT_EFFECT = fields_without_effect()
@@ -331,8 +339,8 @@ def _convert(name: str, value: Any, warnings: list[str], comments: dict[str, str
         )
     if name == "depth_model":
         return _depth_model(str(value), warnings)
-    if name == "hybrid_flow_method" and str(value) not in _FLOW_METHODS:
-        warnings.append(f"hybrid_flow_method {value!r} is not available; using DIS Medium")
+    if name in _FLOW_METHODS and str(value) not in _FLOW_METHODS[name]:
+        warnings.append(f"{name} {value!r} is not available; using DIS Medium")
         return "DIS Medium"
     if name == "clip_name":
         return CLIP_NAMES.get(str(value).lower(), value)

@@ -89,6 +89,8 @@ class FrameParams:
     motion: Motion2D | Motion3D
     hybrid: HybridMix
     guidance: dict[str, float]  # gradient-conditioning scale name -> its value here
+    cadence_flow_factor: float  # how far the in-betweens move along the measured flow
+    redo_flow_factor: float  # how far the optical-flow redo moves its trial
 
     def overridden(
         self, *, strength: float | None = None, cfg: float | None = None, prompt: FramePrompt | None = None

@@ -2,13 +2,15 @@
 
 In the order of Deforum's render loop: the previous picture moved into the frame (the hybrid
 video's motion and composites around the 2D/3D warp), made the next init (colour match,
-grayscale, contrast, anti-blur, grain), generated at the frame's values, then the colour match
+grayscale, contrast, anti-blur, grain), redone when asked (optical-flow redo, diffusion redo),
+generated at the frame's values, then the colour match
 again (unless legacy), grayscale, the mask overlay and an After Generation composite. Everything
 per frame comes in a :class:`FrameParams`; the step keeps only what it loads once.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from pathlib import Path
 
@@ -18,11 +20,13 @@ from engine import coherence
 from engine.backends import Backend, GenerationRequest
 from engine.camera import move_camera
 from engine.errors import DriftwaveError
+from engine.flow import along_flow, flow_between
 from engine.frame_params import FrameParams
 from engine.guidance import GuidanceRequest, extract_palette
 from engine.hybrid import HybridVideo
 from engine.images import from_array, load_image
 from engine.prompts import FramePrompt
+from engine.seeds import redo_seed
 from engine.settings import Settings
 
 
@@ -65,7 +69,7 @@ class FrameStep:
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """The frame after ``previous``: (image, colour reference, the warped previous picture)."""
         warped = self.move(previous, params)
-        init = self.prepare_init(warped, reference, params)
+        init = self.redo(self.prepare_init(warped, reference, params), warped, params)
         image = self.backend.generate(self.request(params, init, params.strength))
         image, reference = self.after_generation(image, reference, init)
         return self.composite_after(image, params), reference, warped
@@ -141,6 +145,26 @@ class FrameStep:
             octaves=grain.perlin_octaves,
             persistence=grain.perlin_persistence,
         )
+
+    def redo(self, init: torch.Tensor, warped: torch.Tensor, params: FrameParams) -> torch.Tensor:
+        """Deforum's redos before the generation, from ``init``: with optical_flow_redo_generation
+        a trial generation, moved along its flow from the ``warped`` previous picture by the redo
+        flow factor, is the init; then each of diffusion_redo generations is the next one's init. The throwaway
+        generations' seeds are drawn from the frame's (Deforum draws random ones)."""
+        options = self.settings.coherence
+        if params.strength <= 0:
+            return init
+        attempts = iter(range(1, 2 + options.diffusion_redo))
+        if options.optical_flow_redo_generation != "None":
+            trial = self.backend.generate(self._throwaway(params, init, next(attempts)))
+            flow = flow_between(warped, trial, options.optical_flow_redo_generation)
+            init = along_flow(trial, flow, params.redo_flow_factor)
+        for _ in range(options.diffusion_redo):
+            init = self.backend.generate(self._throwaway(params, init, next(attempts)))
+        return init
+
+    def _throwaway(self, params: FrameParams, init: torch.Tensor, attempt: int) -> GenerationRequest:
+        return self.request(dataclasses.replace(params, seed=redo_seed(params.seed, attempt)), init, params.strength)
 
     def after_generation(
         self, image: torch.Tensor, reference: torch.Tensor | None, init: torch.Tensor | None

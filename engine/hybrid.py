@@ -22,13 +22,11 @@ import torch
 
 from engine.coherence import luma
 from engine.depth import DepthEstimator, depth_map
-from engine.errors import DriftwaveError
+from engine.flow import along_flow, check_flow_method, consistency_mask, estimate_flow
 from engine.frame_params import HybridMix
 from engine.images import to_array, write_image
 from engine.motion import grid_from_matrix, warp
 from engine.settings import HybridSettings, Settings
-
-CONTRIB_FLOWS = {"DenseRLOF": "calcOpticalFlowDenseRLOF", "SF": "calcOpticalFlowSF"}  # opencv-contrib only
 
 
 def hybrid_in_use(settings: Settings) -> bool:
@@ -40,16 +38,8 @@ def hybrid_in_use(settings: Settings) -> bool:
 
 def check_hybrid(settings: Settings) -> None:
     """Before the first frame: a flow method this OpenCV has."""
-    hybrid = settings.hybrid
-    if hybrid.hybrid_motion != "Optical Flow" or hybrid.hybrid_flow_method not in CONTRIB_FLOWS:
-        return
-    if not hasattr(getattr(cv2, "optflow", None), CONTRIB_FLOWS[hybrid.hybrid_flow_method]):
-        raise DriftwaveError(
-            f"the {hybrid.hybrid_flow_method} optical flow needs opencv-contrib-python, which is not installed",
-            field="hybrid.hybrid_flow_method",
-            hint="use DIS Medium, DIS Fine or Farneback (or install opencv-contrib-python-headless instead of "
-            "opencv-python-headless)",
-        )
+    if settings.hybrid.hybrid_motion == "Optical Flow":
+        check_flow_method(settings.hybrid.hybrid_flow_method, "hybrid.hybrid_flow_method")
 
 
 # -- measuring motion --------------------------------------------------------------------------------
@@ -72,47 +62,6 @@ def estimate_matrix(before: np.ndarray, after: np.ndarray, kind: str) -> np.ndar
         return identity if matrix is None else matrix
     matrix, _ = cv2.estimateAffinePartial2D(corners[found], tracked[found])
     return identity if matrix is None else np.vstack([matrix, [0.0, 0.0, 1.0]])
-
-
-def estimate_flow(before: np.ndarray, after: np.ndarray, method: str) -> np.ndarray:
-    """Dense flow (H, W, 2) in pixels from ``before`` to ``after`` (8-bit RGB)."""
-    if method in CONTRIB_FLOWS:
-        return getattr(cv2.optflow, CONTRIB_FLOWS[method])(before, after, None)
-    first, second = (cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) for image in (before, after))
-    if method == "Farneback":
-        return cv2.calcOpticalFlowFarneback(first, second, None, 0.5, 3, 15, 3, 5, 1.2, 0)
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    if method == "DIS Fine":  # Deforum's fine preset
-        dis.setGradientDescentIterations(192)
-        dis.setFinestScale(0)
-        dis.setPatchSize(8)
-        dis.setPatchStride(4)
-    return dis.calc(first, second, None)
-
-
-def consistency_mask(forward: np.ndarray, backward: np.ndarray, blur: int) -> np.ndarray:
-    """1 where following the flow there and back returns to the start (within a pixel), else 0;
-    softened by a blur of ``blur`` pixels."""
-    height, width = forward.shape[:2]
-    xs, ys = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
-    back = cv2.remap(backward, xs + forward[..., 0], ys + forward[..., 1], cv2.INTER_LINEAR, cv2.BORDER_REPLICATE)
-    error = np.linalg.norm(forward + back, axis=-1)
-    mask = (error < 1.0 + 0.05 * np.linalg.norm(forward, axis=-1)).astype(np.float32)
-    return cv2.GaussianBlur(mask, (2 * blur + 1, 2 * blur + 1), 0) if blur else mask
-
-
-def flow_grid(flow: torch.Tensor) -> torch.Tensor:
-    """Sampling grid (1, H, W, 2) that moves the picture along ``flow`` (H, W, 2 pixels): each
-    pixel is read from where the flow came from (Deforum's remap at position - flow)."""
-    height, width = flow.shape[:2]
-    ys, xs = torch.meshgrid(
-        torch.arange(height, device=flow.device, dtype=torch.float32),
-        torch.arange(width, device=flow.device, dtype=torch.float32),
-        indexing="ij",
-    )
-    source = torch.stack([xs, ys], dim=-1) - flow
-    scale = torch.tensor([width, height], device=flow.device, dtype=torch.float32)
-    return ((2.0 * source + 1.0) / scale - 1.0).unsqueeze(0)
 
 
 # -- composite masks ---------------------------------------------------------------------------------
@@ -185,8 +134,7 @@ class HybridVideo:
         if self.options.hybrid_flow_consistency:
             backward = estimate_flow(after, before, self.options.hybrid_flow_method)
             flow = flow * consistency_mask(flow, backward, self.options.hybrid_consistency_blur)[..., None]
-        moved = torch.from_numpy(np.ascontiguousarray(flow * flow_factor)).to(image.device)
-        return warp(image, flow_grid(moved).to(image.dtype), border="replicate")
+        return along_flow(image, torch.from_numpy(np.ascontiguousarray(flow)).to(image.device), flow_factor)
 
     def _eight_bit(self, picture: torch.Tensor | int) -> np.ndarray:
         return to_array(self.source(picture) if isinstance(picture, int) else picture)

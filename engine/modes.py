@@ -19,6 +19,7 @@ import torch
 from engine import coherence
 from engine.backends import Backend
 from engine.errors import DriftwaveError
+from engine.flow import flow_between, morph
 from engine.frame_params import FrameParams
 from engine.frame_step import FrameStep, load_init_and_mask, prompt_text
 from engine.hybrid import HybridVideo, hybrid_in_use
@@ -161,20 +162,41 @@ class Modes:
         return self.run.written_frames()
 
     def _write_group(self, group: int, newer: torch.Tensor, previous: torch.Tensor | None, seed: int) -> torch.Tensor:
-        """The cadence group's frames; returns the newest image carried to the group's last frame."""
+        """The cadence group's frames; returns the newest image carried to the group's last frame.
+        With optical_flow_cadence the in-betweens morph along the flow from the previous picture
+        to the new one (measured once, where both are at the group's first frame) instead of
+        cross-fading; the camera carries both pictures, the flow stays as measured."""
         total, cadence = self.settings.animation.max_frames, self.settings.coherence.diffusion_cadence
         first = group * cadence
+        flow = self._cadence_flow(previous, newer, self.plan.frame(first, seed_index=group))
         for index in range(first, min(first + cadence, total)):
+            params = self.plan.frame(index, seed_index=group)
             if index > first:  # both along the same camera, at the depth of the newer image
-                params = self.plan.frame(index, seed_index=group)
                 depth = self.step.depth(newer, params)
                 newer = self.step.carry(newer, params, depth)
                 if previous is not None:
                     previous = self.step.carry(previous, params, depth)
             share = (index - first + 1) / cadence
-            frame = newer if previous is None or share >= 1 else previous * (1 - share) + newer * share
+            if previous is None or share >= 1:
+                frame = newer
+            elif flow is None:
+                frame = previous * (1 - share) + newer * share
+            else:
+                frame = morph(previous, newer, share, flow * params.cadence_flow_factor)
             self._write(index, frame, seed, total)
         return newer
+
+    def _cadence_flow(
+        self, previous: torch.Tensor | None, newer: torch.Tensor, params: FrameParams
+    ) -> torch.Tensor | None:
+        """The flow the in-betweens morph along (None: they cross-fade), as Deforum measures it:
+        2D/3D with cadence, a previous picture, and a strength above 0 at the group's frame."""
+        options = self.settings.coherence
+        if options.optical_flow_cadence == "None" or options.diffusion_cadence < 2:
+            return None
+        if previous is None or params.strength <= 0:
+            return None
+        return flow_between(previous, newer, options.optical_flow_cadence)
 
     # -- Video Input --------------------------------------------------------------------------------
 

@@ -108,6 +108,8 @@ class Plan:
                 cutoff_high=value("hybrid.hybrid_comp_mask_auto_contrast_cutoff_high_schedule"),
             ),
             guidance={name: value(f"guidance.{name}") for name in GUIDANCE_SCALES},
+            cadence_flow_factor=value("coherence.cadence_flow_factor_schedule"),
+            redo_flow_factor=value("coherence.redo_flow_factor_schedule"),
         )
 
     def guidance_on(self) -> set[str]:

@@ -20,6 +20,12 @@ def random_seed(start: int, index: int) -> int:
     return int(np.random.default_rng([start % SEED_LIMIT, index]).integers(0, SEED_LIMIT))
 
 
+def redo_seed(seed: int, attempt: int) -> int:
+    """The seed of a redo's throwaway generation (Deforum draws a random one): drawn from the
+    frame's seed, so a resumed run redoes the same."""
+    return int(np.random.default_rng([seed % SEED_LIMIT, attempt, 1]).integers(0, SEED_LIMIT))
+
+
 def seed_at(start: int, behavior: str, index: int, *, iter_n: int = 1, scheduled: float | None = None) -> int:
     """The seed of the ``index``-th diffused frame (0-based), as Deforum's ``next_seed`` steps it."""
     if behavior == "fixed":

@@ -190,6 +190,18 @@ class CoherenceSettings(Group):
         False, description="match colours on the warped frame only, not on the generated image as well (Deforum's)"
     )
     diffusion_cadence: int = Field(2, ge=1, le=50, description="diffuse every N-th frame; between them warp and blend")
+    optical_flow_cadence: Literal["None", "DIS Medium", "DIS Fine", "Farneback"] = Field(
+        "None", description="cadence: the in-between frames morph along the optical flow between the pictures"
+    )
+    cadence_flow_factor_schedule: ScheduleText = schedule("0:(1)", "how far along the measured flow in-betweens move")
+    optical_flow_redo_generation: Literal["None", "DIS Medium", "DIS Fine", "Farneback"] = Field(
+        "None",
+        description="generate twice: a trial, then the trial moved along its flow from the init is the init (slower)",
+    )
+    redo_flow_factor_schedule: ScheduleText = schedule("0:(1)", "how far along the flow the redo moves the trial")
+    diffusion_redo: int = Field(
+        0, ge=0, le=50, description="generate this many times before the frame, each the next one's init (slower)"
+    )
     noise_type: Literal["uniform", "perlin"] = Field("perlin", description="grain added per frame: uniform or perlin")
     perlin_w: float = Field(8, gt=0, le=64, description="perlin noise cells down (Deforum's name; it passes it first)")
     perlin_h: float = Field(8, gt=0, le=64, description="perlin noise cells across (Deforum's name)")

@@ -14,7 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from bench.anchors import DEFORUM_BLOBS, DEFORUM_DIR, deforum_frame_functions, deforum_frame_interpolater
+from bench.anchors import (
+    DEFORUM_BLOBS,
+    DEFORUM_DIR,
+    deforum_flow_functions,
+    deforum_frame_functions,
+    deforum_frame_interpolater,
+)
 from bench.frame_ops import as_tensor, bench_images, deforum_steps, our_steps
 from engine import coherence
 from engine.deforum import RENAMED, import_deforum_data
@@ -136,3 +142,36 @@ def test_each_frame_step_gives_what_deforums_function_gives(step, mean_levels, m
     ours = _as_uint8(our_steps(coherence.ColorReference(as_tensor(reference), "LAB"))[step](as_tensor(frame), 1))
     difference = np.abs(theirs - ours)[8:-8, 8:-8]  # the border: OpenCV's and torch's edge rules
     assert difference.mean() <= mean_levels and difference.max() <= max_levels
+
+
+# -- optical flow (hybrid video, optical-flow cadence, the redo) ---------------------------------------
+
+
+@pytest.mark.parametrize("method", ["DIS Medium", "DIS Fine", "Farneback"])
+def test_the_optical_flow_is_deforums_get_flow_from_images(method):
+    import cv2
+    from test_hybrid import panned
+
+    from engine.flow import estimate_flow
+
+    first, second = panned(2)
+    theirs = deforum_flow_functions().get_flow_from_images(
+        cv2.cvtColor(first, cv2.COLOR_RGB2BGR), cv2.cvtColor(second, cv2.COLOR_RGB2BGR), method, None
+    )
+    assert np.array_equal(estimate_flow(first, second, method), theirs)
+
+
+def test_moving_along_a_flow_is_deforums_image_transform_optical_flow():
+    from test_hybrid import panned, texture
+
+    from engine.flow import along_flow, estimate_flow
+    from engine.images import from_array, to_array
+
+    first, second = panned(2)
+    flow = estimate_flow(first, second, "DIS Fine") * 3  # a real, uneven flow, made larger
+    picture = texture(3, size=first.shape[0])
+    theirs = deforum_flow_functions().image_transform_optical_flow(picture.copy(), flow.copy(), 0.7)
+    ours = to_array(along_flow(from_array(picture), torch.from_numpy(flow), 0.7))
+    inner = (slice(24, -24), slice(24, -24))  # where both read inside the picture (their border reflects)
+    difference = np.abs(ours[inner].astype(int) - theirs[inner].astype(int))
+    assert difference.max() <= 1  # bilinear both ways, rounded to 8 bits

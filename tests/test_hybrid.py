@@ -13,16 +13,8 @@ from runs import same_frames, whole_and_resumed
 
 from engine.backends import load_backend
 from engine.errors import DriftwaveError, collecting_notices
-from engine.hybrid import (
-    HybridVideo,
-    auto_contrast,
-    consistency_mask,
-    contrast,
-    equalize,
-    estimate_flow,
-    estimate_matrix,
-    flow_grid,
-)
+from engine.flow import consistency_mask, estimate_flow, flow_grid
+from engine.hybrid import HybridVideo, auto_contrast, contrast, equalize, estimate_matrix
 from engine.motion import warp
 from engine.plan import compile_run
 from engine.presets import settings_from_data

@@ -20,6 +20,7 @@ DEFORUM_BLOBS = {
     "animation.py": "8123770cfc570ce5de6af3f640012088fab96e7b",
     "animation_key_frames.py": "ca4aa43106b3e635798b5ee84d014b7876756430",
     "colors.py": "b95d9384a1888d69d09b774387097999724d65fc",
+    "hybrid_video.py": "03e742a0c8d914043e0c777fd8af303dc4435f90",
     "image_sharpening.py": "cb911de9418b9be49d263c4ec1afb71858c4e014",
     "noise.py": "3085d3fe0b9f58e096bf6655e2388a82c25b7fda",
     "prompt.py": "c317ebaae007d613ce70460a73e1bf16c9d841cc",
@@ -105,3 +106,18 @@ def deforum_frame_interpolater():
     return deforum(
         "animation_key_frames.py", "FrameInterpolater", check_is_number=prompt.check_is_number
     ).FrameInterpolater
+
+
+def deforum_flow_functions() -> SimpleNamespace:
+    """Deforum's optical flow: measured (``get_flow_from_images``, its DIS and Farneback presets)
+    and applied (``image_transform_optical_flow``: a remap with a reflected border)."""
+    return deforum(
+        "hybrid_video.py",
+        "get_flow_from_images",
+        "get_flow_from_images_DIS",
+        "get_flow_from_images_Farneback",
+        "image_transform_optical_flow",
+        "remap",
+        "extend_flow",
+        "center_crop_image",
+    )
