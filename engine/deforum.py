@@ -112,7 +112,6 @@ NO_EFFECT = {
 }
 # unsupported keys whose value says a feature was in use
 _FEATURE_SWITCHES = {
-    "frame_interpolation_engine",
     "hybrid_generate_human_masks",
     "use_looper",
     "r_upscale_video",
@@ -342,6 +341,9 @@ def _convert(name: str, value: Any, warnings: list[str], comments: dict[str, str
     if name in _FLOW_METHODS and str(value) not in _FLOW_METHODS[name]:
         warnings.append(f"{name} {value!r} is not available; using DIS Medium")
         return "DIS Medium"
+    if name == "frame_interpolation_engine" and str(value) not in ("None", "Flow"):
+        warnings.append(f"frame_interpolation_engine {value!r} needs its model; interpolating along the optical flow")
+        return "Flow"
     if name == "clip_name":
         return CLIP_NAMES.get(str(value).lower(), value)
     if name == "grad_inject_timing" and value is None:

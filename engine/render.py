@@ -14,6 +14,7 @@ from typing import Any
 
 from engine.backends import Backend, load_backend
 from engine.errors import DriftwaveError, collecting_notices, notify
+from engine.frame_interpolation import write_interpolated_video
 from engine.frame_values import as_csv, as_srt, values_table, write_atomically
 from engine.hybrid import check_hybrid, hybrid_in_use
 from engine.images import load_image
@@ -216,24 +217,11 @@ def _resumed_settings(run: RunFolder, requested: Settings) -> Settings:
 
 
 def _write_videos(run: RunFolder, settings: Settings, plan: Plan, frames: list[Path], emit) -> Path:
-    audio, offset = None, settings.audio.offset
-    if settings.video.soundtrack == "audio" and settings.audio.file:
-        audio = Path(settings.audio.file)
-    elif settings.video.soundtrack == "init video" and settings.video_input.video_init_path:
-        source = settings.video_input.video_init_path
-        info = probe(source, "video_input.video_init_path")
-        if info.has_audio:
-            audio, offset = Path(source), settings.video_input.extract_from_frame / info.fps
-        else:
-            emit(Log(f"{Path(source).name} has no sound: the video is silent"))
+    options, fps = settings.video, settings.animation.fps
+    audio, offset = _soundtrack(settings, emit)
     try:
         video = write_video(
-            frames,
-            run.root / "video.mp4",
-            settings.animation.fps,
-            audio=audio,
-            audio_offset=offset,
-            max_frames=settings.video.max_video_frames,
+            frames, run.root / "video.mp4", fps, audio=audio, audio_offset=offset, max_frames=options.max_video_frames
         )
     except DriftwaveError as error:  # the frames are done: say so, and how to get the video
         raise DriftwaveError(
@@ -242,11 +230,28 @@ def _write_videos(run: RunFolder, settings: Settings, plan: Plan, frames: list[P
             hint=f"the frames are kept in {run.frames}; resuming run {run.timestring} makes only the video",
         ) from None
     emit(Log(f"wrote {video}"))
-    if settings.video.save_srt:
-        write_atomically(video.with_suffix(".srt"), as_srt(values_table(plan), settings.animation.fps))
-    if settings.video.make_gif:
-        write_gif(video, run.root / "video.gif", settings.animation.fps)
-    if settings.video.delete_imgs:
+    if options.save_srt:
+        write_atomically(video.with_suffix(".srt"), as_srt(values_table(plan), fps))
+    if options.make_gif:
+        write_gif(video, run.root / "video.gif", fps)
+    if options.frame_interpolation_engine != "None":
+        chosen = frames[: options.max_video_frames or None]
+        emit(Log(f"interpolating {len(chosen)} frames x{options.frame_interpolation_x_amount} along the optical flow"))
+        emit(Log(f"wrote {write_interpolated_video(chosen, run.root, fps, options, audio=audio, offset=offset)}"))
+    if options.delete_imgs:
         for frame in frames:
             frame.unlink(missing_ok=True)
     return video
+
+
+def _soundtrack(settings: Settings, emit) -> tuple[Path | None, float]:
+    """The video's sound and the offset into it it starts at (None: silent)."""
+    if settings.video.soundtrack == "audio" and settings.audio.file:
+        return Path(settings.audio.file), settings.audio.offset
+    if settings.video.soundtrack == "init video" and settings.video_input.video_init_path:
+        source = settings.video_input.video_init_path
+        info = probe(source, "video_input.video_init_path")
+        if info.has_audio:
+            return Path(source), settings.video_input.extract_from_frame / info.fps
+        emit(Log(f"{Path(source).name} has no sound: the video is silent"))
+    return None, settings.audio.offset

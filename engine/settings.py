@@ -431,6 +431,17 @@ class VideoOutputSettings(Group):
         "audio", description="sound of the video: the [audio] file, the init video's sound, or none"
     )
     save_srt: bool = Field(False, description="write video.srt beside the video: each frame's schedule values")
+    frame_interpolation_engine: Literal["None", "Flow"] = Field(
+        "None",
+        description="also write video_xN.mp4 with N times the frames, the in-betweens morphed along the optical "
+        "flow (Deforum's RIFE/FILM step, without a model)",
+    )
+    frame_interpolation_x_amount: int = Field(2, ge=2, le=10, description="frames per frame in the interpolated video")
+    frame_interpolation_slow_mo_enabled: bool = Field(
+        False, description="slow motion: the interpolated video plays slow-mo amount times slower, without sound"
+    )
+    frame_interpolation_slow_mo_amount: int = Field(2, ge=2, le=10, description="how many times slower (slow-mo)")
+    frame_interpolation_keep_imgs: bool = Field(False, description="keep the interpolated frames in interpolated_xN/")
 
 
 AUDIO_BUILTINS = ("amp", "onset", "beat", "bpm")  # provided by the audio module

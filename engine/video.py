@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import tempfile
+from collections.abc import Iterable
 from fractions import Fraction
 from pathlib import Path
 
@@ -108,13 +109,22 @@ def write_video(
         frames = frames[:max_frames]
     if not frames:
         raise DriftwaveError("there are no frames to make a video of")
-    first = _read(frames[0])
+    return encode_video((read_frame(frame) for frame in frames), path, fps, audio=audio, audio_offset=audio_offset)
+
+
+def encode_video(
+    pictures: Iterable[np.ndarray], path: Path, fps: float, *, audio: Path | None = None, audio_offset: float = 0.0
+) -> Path:
+    """Encode the RGB ``pictures`` (at least one) as ``path``, with ``audio`` from ``audio_offset``."""
+    pictures = iter(pictures)
+    first = next(pictures)
     height, width = first.shape[:2]
     silent = path.with_name(f".{path.stem}.silent{path.suffix}")
     writer = H264Writer(silent, (width, height), fps, name=path.name)
     try:
-        for frame in frames:
-            writer.send(_read(frame))
+        writer.send(first)
+        for picture in pictures:
+            writer.send(picture)
         writer.close()
     except BaseException:
         writer.abort()
@@ -199,7 +209,8 @@ def write_gif(video: Path, path: Path, fps: float) -> Path:
     return path
 
 
-def _read(path: Path) -> np.ndarray:
+def read_frame(path: Path) -> np.ndarray:
+    """A frame file as 8-bit RGB."""
     data = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if data is None:
         raise DriftwaveError(f"cannot read frame {path}")
