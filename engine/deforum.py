@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from engine.controlnet import NOT_CONTROLNETS
 from engine.errors import DriftwaveError, ErrorGroup, ScheduleError, SettingsError
 from engine.parseq import apply_parseq, is_parseq_document, load_manifest
 from engine.presets import settings_from_data
@@ -22,6 +23,7 @@ from engine.schedule import split_top_level
 from engine.settings import (
     FIELDS,
     AnimationSettings,
+    ControlNetUnit,
     Settings,
     fields_of_kind,
     fields_without_effect,
@@ -133,6 +135,7 @@ _FLOW_METHODS = {  # field name -> the flow methods it takes (RAFT, in Deforum's
 _SCHEDULES = {name for _, name in fields_of_kind("schedule")}
 _PATH_FIELDS = {name for _, name in fields_of_kind("path")}
 _WITHOUT_EFFECT = fields_without_effect()
+_CONTROLNET_KEY = re.compile(r"cn_(\d+)_")
 _SEED_NAME = re.compile(r"(?<![\w.])s(?![\w(])")
 
 
@@ -212,6 +215,8 @@ def import_deforum_data(data: dict[str, Any]) -> DeforumImport:
     imported, ignored, unsupported = _mapped_keys(data, warnings, comments)
     imported.update(_prompts(data, warnings))
     imported.update(_soundtrack(data))
+    if units := _controlnet_units(data, warnings):
+        imported["controlnet"] = units
     provenance: list[str] = []
     manifest = data.get("parseq_manifest")
     if isinstance(manifest, dict) or (isinstance(manifest, str) and manifest.strip()):
@@ -251,7 +256,7 @@ def _mapped_keys(
             switch, target = SWITCHED[key]
             if not data.get(switch, False):
                 continue
-        elif key in HANDLED:
+        elif key in HANDLED or _CONTROLNET_KEY.match(key):
             continue
         elif key in NO_EFFECT:
             ignored.append(key)
@@ -475,6 +480,41 @@ def _soundtrack(data: dict[str, Any]) -> dict[str, Any]:
     if mode == "Init Video":
         return {"soundtrack": "init video"}
     return {"soundtrack": "none"} if "add_soundtrack" in data else {}
+
+
+def _controlnet_units(data: dict[str, Any], warnings: list[str]) -> list[dict[str, Any]]:
+    """The enabled ``cn_N_*`` units as [[controlnet]] entries; A1111 model names become the hub's
+    diffusers ids where there is one, and a unit Driftwave cannot run is kept switched off."""
+    units = []
+    for number in sorted({int(m[1]) for key in data if (m := _CONTROLNET_KEY.match(key))}):
+        values = {key[len(f"cn_{number}_") :]: value for key, value in data.items() if key.startswith(f"cn_{number}_")}
+        if not _is_on("cn_1_enabled", values.get("enabled")):
+            continue
+        unit = {name: values[name] for name in ControlNetUnit.model_fields if name in values}
+        position = len(units) + 1
+        model = str(unit.get("model") or "None")
+        unit["model"] = _controlnet_model(model, position, warnings)
+        if str(unit.get("module")) in NOT_CONTROLNETS or unit["model"] == "None":
+            unit["enabled"] = False
+            warnings.append(
+                f"cn_{number} ({unit.get('module')}, model {model}) is not a ControlNet Driftwave can run: imported "
+                f"as controlnet.{position}, switched off"
+            )
+        path = str(unit.get("vid_path") or "").strip().strip('"')
+        if path and not Path(path).expanduser().exists():
+            warnings.append(f"controlnet.{position}.vid_path: {path!r} does not exist on this machine; set it to yours")
+        units.append(unit)
+    return units
+
+
+def _controlnet_model(name: str, position: int, warnings: list[str]) -> str:
+    """An A1111 ControlNet name ("control_v11p_sd15_canny [d14c016b]") as the hub's diffusers id."""
+    bare = re.sub(r"_fp16$", "", re.sub(r"\s*\[[0-9a-fA-F]+\]$", "", name.strip()))
+    if re.fullmatch(r"control_v11[a-z0-9]+_sd15[a-z0-9]*_\w+", bare):
+        return f"lllyasviel/{bare}"
+    if bare != "None" and not Path(bare).expanduser().exists():
+        warnings.append(f"controlnet.{position}.model: {name!r} is an A1111 model name; set it to its file or hub id")
+    return bare
 
 
 def _is_on(key: str, value: Any) -> bool:

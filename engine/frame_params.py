@@ -68,6 +68,15 @@ class HybridMix:
 
 
 @dataclass(frozen=True)
+class ControlValues:
+    """One ControlNet unit's schedules at one frame (start and end: shares of the steps)."""
+
+    weight: float
+    start: float
+    end: float
+
+
+@dataclass(frozen=True)
 class FrameParams:
     """One frame's values. ``strength`` is Deforum's (the share of the init kept), in [0, 1]."""
 
@@ -91,6 +100,7 @@ class FrameParams:
     guidance: dict[str, float]  # gradient-conditioning scale name -> its value here
     cadence_flow_factor: float  # how far the in-betweens move along the measured flow
     redo_flow_factor: float  # how far the optical-flow redo moves its trial
+    controlnet: tuple[ControlValues, ...]  # each [[controlnet]] unit's values, in order
 
     def overridden(
         self, *, strength: float | None = None, cfg: float | None = None, prompt: FramePrompt | None = None

@@ -19,6 +19,7 @@ import torch
 from engine import coherence
 from engine.backends import Backend, GenerationRequest
 from engine.camera import move_camera
+from engine.controlnet import ControlImages
 from engine.errors import DriftwaveError
 from engine.flow import along_flow, flow_between
 from engine.frame_params import FrameParams
@@ -35,7 +36,8 @@ class FrameStep:
 
     ``init``/``mask``: the init image and its mask (see :func:`load_init_and_mask`);
     ``depth_model``: 3D depth warping (None: flat); ``hybrid``: the hybrid video of a run;
-    ``depth_maps``: where depth maps go when the settings save them.
+    ``depth_maps``: where depth maps go when the settings save them; ``controls``: the ControlNet
+    units' control images.
     """
 
     def __init__(
@@ -48,10 +50,12 @@ class FrameStep:
         depth_model=None,
         hybrid: HybridVideo | None = None,
         depth_maps: Path | None = None,
+        controls: ControlImages | None = None,
     ) -> None:
         self.settings, self.backend = settings, backend
         self.init_image, self.mask = init, mask
         self.depth_model, self.hybrid, self.depth_maps = depth_model, hybrid, depth_maps
+        self.controls = controls
         self._matcher: coherence.ColorReference | None = None
         self._guidance_images: tuple[torch.Tensor | None, torch.Tensor | None] | None = None
 
@@ -221,6 +225,7 @@ class FrameStep:
             tiling=settings.image.tiling,
             threshold=(sampling.dynamic_threshold, sampling.static_threshold),
             guidance=self._guidance(params),
+            controls=self.controls.inputs(params, init) if self.controls is not None else (),
         )
 
     def _guidance(self, params: FrameParams) -> GuidanceRequest | None:

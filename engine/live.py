@@ -23,6 +23,7 @@ from typing import Protocol
 import torch
 
 from engine.backends import Backend
+from engine.controlnet import control_images_for, uses_depth
 from engine.errors import DriftwaveError, collecting_notices, notify
 from engine.frame_step import FrameStep, load_init_and_mask
 from engine.hybrid import hybrid_in_use
@@ -306,12 +307,15 @@ def live_limits(settings: Settings) -> list[str]:
         limits.append("use_depth_warping: live mode warps 3D with flat depth (a depth model a frame is too slow)")
     if hybrid_in_use(settings):
         limits.append("hybrid video: live mode follows the audio, not a video")
+    if uses_depth(settings):
+        limits.append("ControlNet's depth preprocessor: live mode has no depth model; those units are left out")
     return limits
 
 
 def _frame_step(settings: Settings, backend: Backend) -> FrameStep:
     init, mask = load_init_and_mask(settings, backend.device)
-    return FrameStep(settings, backend, init=init, mask=mask)
+    batch = Path(settings.batch.outdir).expanduser() / settings.batch.batch_name
+    return FrameStep(settings, backend, init=init, mask=mask, controls=control_images_for(settings, backend, batch))
 
 
 def compile_live(settings: Settings) -> Plan:

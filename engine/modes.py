@@ -18,6 +18,7 @@ import torch
 
 from engine import coherence
 from engine.backends import Backend
+from engine.controlnet import control_images_for, uses_depth
 from engine.errors import DriftwaveError
 from engine.flow import flow_between, morph
 from engine.frame_params import FrameParams
@@ -61,6 +62,7 @@ class Modes:
         self.settings, self.plan = settings, plan
         self.init_image, self.mask = load_init_and_mask(settings, backend.device)
         self.hybrid = self._hybrid_video(settings) if hybrid_in_use(settings) else None
+        self.controls = control_images_for(settings, backend, run.root.parent, depth_model)
         self.step = self._frame_step()
         if settings.animation.animation_mode == "Video Input":
             size = (settings.image.W, settings.image.H)
@@ -95,6 +97,8 @@ class Modes:
         hybrid_inputs = ("hybrid", "video_input", "depth", "init")
         if self.hybrid is None or any(getattr(settings, name) != getattr(before, name) for name in hybrid_inputs):
             self.hybrid = self._hybrid_video(settings) if hybrid_in_use(settings) else None
+        if (settings.controlnet, settings.image, settings.depth) != (before.controlnet, before.image, before.depth):
+            self.controls = control_images_for(settings, self.backend, self.run.root.parent, self.depth_model)
         self.step = self._frame_step()
 
     def _frame_step(self) -> FrameStep:
@@ -106,6 +110,7 @@ class Modes:
             depth_model=self.depth_model,
             hybrid=self.hybrid,
             depth_maps=self.run.root / "depth",
+            controls=self.controls,
         )
 
     def _hybrid_video(self, settings: Settings) -> HybridVideo:
@@ -333,7 +338,7 @@ def _depth_model_name(settings: Settings) -> str | None:
     """The depth model these settings use, if any."""
     warping = settings.animation.animation_mode == "3D" and settings.depth.use_depth_warping
     masking = hybrid_in_use(settings) and settings.hybrid.hybrid_comp_mask_type in ("Depth", "Video Depth")
-    return settings.depth.depth_model if warping or masking else None
+    return settings.depth.depth_model if warping or masking or uses_depth(settings) else None
 
 
 def _grid(images: list[torch.Tensor], rows: int) -> torch.Tensor:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.errors import DriftwaveError, ErrorGroup, ScheduleError, SettingsError, collecting_notices, notify
-from engine.frame_params import FrameParams, HybridMix, Motion2D, Motion3D, Unsharp, unit
+from engine.frame_params import ControlValues, FrameParams, HybridMix, Motion2D, Motion3D, Unsharp, unit
 from engine.prompts import PromptOptions, PromptSchedule, compile_prompts
 from engine.samplers import SAMPLERS, canonical_sampler
 from engine.schedule import Schedule, TextSchedule, Timeline, compile_schedule, compile_text_schedule
@@ -110,6 +110,10 @@ class Plan:
             guidance={name: value(f"guidance.{name}") for name in GUIDANCE_SCALES},
             cadence_flow_factor=value("coherence.cadence_flow_factor_schedule"),
             redo_flow_factor=value("coherence.redo_flow_factor_schedule"),
+            controlnet=tuple(
+                ControlValues(*(value(f"controlnet.{n}.{name}") for name in CONTROL_SCHEDULES))
+                for n in range(1, len(settings.controlnet) + 1)
+            ),
         )
 
     def guidance_on(self) -> set[str]:
@@ -117,6 +121,7 @@ class Plan:
         return {name for name in GUIDANCE_SCALES if (self.values[f"guidance.{name}"] != 0).any()}
 
 
+CONTROL_SCHEDULES = ("weight", "guidance_start", "guidance_end")  # a ControlNet unit's, as ControlValues holds them
 MOTION_3D_FIELDS = (
     "translation_x",
     "translation_y",
@@ -246,6 +251,10 @@ def _compile_schedules(plan: Plan, names: set[str], problems: _Problems) -> None
     def text_schedule(path: str, text: str) -> None:
         plan.text_schedules[path] = compile_text_schedule(text, timeline, blend=blend, field=path)
 
+    for number, control in enumerate(settings.controlnet, 1):  # [[controlnet]] units: controlnet.1.weight, ...
+        for name in CONTROL_SCHEDULES:
+            path, text = f"controlnet.{number}.{name}", getattr(control, name)
+            problems.attempt(path, lambda path=path, text=text: number_schedule(path, text))
     for kind, compile_one in (("schedule", number_schedule), ("text_schedule", text_schedule)):
         for group, name in fields_of_kind(kind):
             path = f"{group}.{name}"

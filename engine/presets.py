@@ -199,6 +199,10 @@ def to_document(
         if group == "prompts":
             document.add("prompts", _table(values, comment="prompts by frame; --neg starts the negative part"))
             continue
+        if isinstance(values, list):  # [[controlnet]]: every unit whole
+            if values:
+                document.add(group, _tables(values))
+            continue
         changed = {k: v for k, v in values.items() if full or v != reference[group][k] or f"{group}.{k}" in include}
         if changed:
             table = _table(changed, comment=_group_comment(group))
@@ -224,6 +228,13 @@ def save_preset(settings: Settings, path: str | Path, **options: Any) -> None:
 
 def _write_changes(document: tomlkit.TOMLDocument, new: dict[str, Any], old: dict[str, Any]) -> None:
     for group, values in new.items():
+        if isinstance(values, list):  # [[controlnet]]: rewritten whole when it changed
+            if values != old.get(group):
+                if group in document:
+                    del document[group]
+                if values:
+                    document.add(group, _tables(values))
+            continue
         if group == "prompts":
             if values != old.get("prompts"):
                 table = document.get("prompts")
@@ -245,6 +256,14 @@ def _write_changes(document: tomlkit.TOMLDocument, new: dict[str, Any], old: dic
             if group not in document:
                 document.add(group, tomlkit.table())
             document[group][name] = _item(value)
+
+
+def _tables(entries: list[dict[str, Any]]) -> Any:
+    """An array of tables (``[[controlnet]]``)."""
+    array = tomlkit.aot()
+    for entry in entries:
+        array.append(_table(entry))
+    return array
 
 
 def _table(values: dict[str, Any], comment: str | None = None) -> Any:

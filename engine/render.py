@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.backends import Backend, load_backend
+from engine.controlnet import check_controlnet
 from engine.errors import DriftwaveError, collecting_notices, notify
 from engine.frame_interpolation import write_interpolated_video
 from engine.frame_values import as_csv, as_srt, values_table, write_atomically
@@ -117,6 +118,7 @@ def preflight(settings: Settings) -> None:
         check_hybrid(settings)
         if settings.hybrid.hybrid_use_init_image:
             load_image(init.init_image, field="init.init_image")
+    check_controlnet(settings)
 
 
 def _with_length(settings: Settings) -> Settings:

@@ -542,6 +542,9 @@ class ModelSettings(Group):
     )
     channels_last: bool = Field(False, description="UNet in channels-last memory layout (faster on recent GPUs)")
     compile_unet: bool = Field(False, description="torch.compile the UNet: slow first frames, faster after (CUDA)")
+    skip_unloadable_controlnet: bool = Field(
+        False, description="when a ControlNet unit's model cannot be loaded, render without that unit (and say so)"
+    )
 
 
 class PromptingSettings(Group):
@@ -574,6 +577,60 @@ DEFAULT_PROMPTS = {
 }
 
 
+CONTROL_MODES = ("Balanced", "My prompt is more important", "ControlNet is more important")
+RESIZE_MODES = ("Inner Fit (Scale to Fit)", "Outer Fit (Shrink to Fit)", "Just Resize")
+_A1111_RESIZE = {"crop and resize": RESIZE_MODES[0], "resize and fill": RESIZE_MODES[1], "just resize": RESIZE_MODES[2]}
+
+
+class ControlNetUnit(Group):
+    """One ControlNet unit (Deforum's ``cn_N_*``): a ControlNet model steering every generation
+    by a control image, the frame's own or one from ``vid_path``, after its preprocessor."""
+
+    enabled: bool = Field(True, description="use this unit")
+    module: str = Field(
+        "none",
+        description="preprocessor: none, canny, tile_resample, depth (our depth model), lineart_standard, invert, "
+        "or a controlnet-aux one (openpose_full, ...)",
+    )
+    model: str = path("", "ControlNet checkpoint: hub id (lllyasviel/control_v11p_sd15_canny), folder or .safetensors")
+    weight: ScheduleText = schedule("0:(1)", "how strongly the unit steers (0: not at all)")
+    guidance_start: ScheduleText = schedule("0:(0.0)", "share of the steps after which the unit starts")
+    guidance_end: ScheduleText = schedule("0:(1.0)", "share of the steps after which the unit stops")
+    control_mode: Literal[CONTROL_MODES] = Field(
+        CONTROL_MODES[0], description="Balanced; softer control (the prompt counts more); or control on the prompt only"
+    )
+    resize_mode: Literal[RESIZE_MODES] = Field(
+        RESIZE_MODES[0], description="a control image of another shape: cropped to fill, padded, or stretched"
+    )
+    processor_res: int = Field(64, ge=64, le=2048, description="the preprocessor's working resolution")
+    threshold_a: float = Field(64, description="the preprocessor's first threshold (canny: low)")
+    threshold_b: float = Field(64, description="the preprocessor's second threshold (canny: high)")
+    pixel_perfect: bool = Field(False, description="the preprocessor works at the render size (processor_res unused)")
+    vid_path: str = path("", "control image or video (one frame per frame); empty: the frame's own init")
+    mask_vid_path: str = without_effect(
+        "", "mask video of the control", "Deforum's own UI marks it not working", kind="path"
+    )
+    overwrite_frames: bool = Field(True, description="extract vid_path's frames again on every run")
+    loopback_mode: bool = Field(False, description="the frame's init (the previous frame moved on) is the control")
+    low_vram: bool = without_effect(False, "A1111's low-VRAM switch", "memory is managed by the model settings")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _a1111_values(cls, data: Any) -> Any:
+        """A1111's ControlNet numbers and names for the modes; Deforum's quoted paths."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if isinstance(data.get("control_mode"), int) and 0 <= data["control_mode"] < 3:
+            data["control_mode"] = CONTROL_MODES[data["control_mode"]]
+        if isinstance(data.get("resize_mode"), str):
+            data["resize_mode"] = _A1111_RESIZE.get(data["resize_mode"].lower(), data["resize_mode"])
+        for name in ("vid_path", "mask_vid_path", "model"):
+            if isinstance(data.get(name), str):
+                data[name] = data[name].strip().strip('"').strip("'")
+        return data
+
+
 class Settings(BaseModel):
     """All settings of a run. ``prompts`` maps keyframe positions to prompt text."""
 
@@ -600,6 +657,7 @@ class Settings(BaseModel):
     audio: AudioSettings = Field(default_factory=AudioSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
     live: LiveSettings = Field(default_factory=LiveSettings)
+    controlnet: list[ControlNetUnit] = Field(default_factory=list, description="ControlNet units ([[controlnet]])")
 
     @field_validator("prompts", mode="before")
     @classmethod

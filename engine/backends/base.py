@@ -7,6 +7,7 @@ from typing import Protocol
 
 import torch
 
+from engine.controlnet import ControlInput
 from engine.errors import DriftwaveError
 from engine.guidance import GuidanceRequest
 from engine.prompts import FramePrompt
@@ -40,6 +41,7 @@ class GenerationRequest:
     tiling: bool = False  # seamless: every convolution pads circularly
     threshold: tuple[float, float] = (0.0, 0.0)  # (dynamic percentile, static max); 0 = off
     guidance: GuidanceRequest | None = None  # gradient conditioning of this frame
+    controls: tuple[ControlInput, ...] = ()  # the ControlNet units steering this frame
 
     @property
     def denoise(self) -> float:
@@ -53,4 +55,9 @@ class Backend(Protocol):
 
     def generate(self, request: GenerationRequest) -> torch.Tensor:
         """The image, (1, 3, H, W) in [0, 1] on ``device``."""
+        ...
+
+    def load_controlnets(self, models: dict[str, str], *, skip_unloadable: bool = False) -> None:
+        """Before the first frame: load the ControlNets ``models`` names (model -> its field);
+        one that cannot be loaded raises, or with ``skip_unloadable`` is left out with a notice."""
         ...

@@ -19,8 +19,10 @@ import torch
 from engine import a1111
 from engine.backends.base import GenerationRequest, ModelLoadError
 from engine.backends.conditioning import SDXLConditioner, TextConditioner
+from engine.backends.controlnets import Steering, load_controlnet
 from engine.backends.loras import PromptLoras, lora_folders
 from engine.backends.schedulers import make_scheduler
+from engine.errors import notify
 from engine.guidance import clamp_gradient, fit_linear_decoder, guided_steps, linear_decode, losses
 from engine.prompts import FramePrompt
 
@@ -62,6 +64,19 @@ class DiffusionBackend:
         self._tiling = (False, 0)  # (circular padding, LoRAs loaded) the convolutions were last set for
         folders = lora_folders(model_settings.model, model_settings.lora_dir)
         self.loras = PromptLoras(pipeline, folders, on_change=self.conditioner.clear)
+        self.controlnets: dict[str, object] = {}  # ControlNet name -> the model (None: left out)
+
+    def load_controlnets(self, models: dict[str, str], *, skip_unloadable: bool = False) -> None:
+        for model, field in models.items():
+            if model in self.controlnets:
+                continue
+            try:
+                self.controlnets[model] = load_controlnet(model, self.dtype, field).to(self.device)
+            except ModelLoadError as error:
+                if not skip_unloadable:
+                    raise
+                notify(f"{error.message}: rendering without {field.rsplit('.', 1)[0]} (skip_unloadable_controlnet)")
+                self.controlnets[model] = None
 
     @classmethod
     def load(cls, model: str, model_settings, *, device: str | None = None, label: str | None = None):
@@ -116,7 +131,9 @@ class DiffusionBackend:
         together = request.guidance is None or request.guidance.settings.cond_uncond_sync
         predict = _NoisePrediction(self.unet, scheduler, request.cfg, classifier_free, together, guidance_embedding)
         predict.conditioning = conditionings[0]
+        predict.steering = self._steering(request)
         for index, timestep in enumerate(timesteps):
+            predict.step = (index, len(timesteps))
             if len(conditionings) > 1:  # A1111 counts a model call a step
                 counter = index * (counted // request.steps) // scheduler.order
                 predict.conditioning = conditionings[a1111.schedule_index(ends, counter)]
@@ -131,6 +148,17 @@ class DiffusionBackend:
                 reference = scheduler.add_noise(init_latents, noise, following) if len(following) else init_latents
                 latents = keep * reference + (1 - keep) * latents
         return self._decode(latents)
+
+    def _steering(self, request: GenerationRequest) -> Steering | None:
+        """The request's ControlNet units with their models (those left out skipped)."""
+        units = []
+        for control in request.controls:
+            if control.model not in self.controlnets:
+                self.load_controlnets({control.model: control.field})
+            net = self.controlnets[control.model]
+            if net is not None:
+                units.append((net, control.image.to(self.device, self.dtype), control))
+        return Steering(units) if units else None
 
     def _start(self, request: GenerationRequest, scheduler, noise: torch.Tensor):
         """(latents, timesteps, init latents) to denoise from: the init noised to the strength's
@@ -427,6 +455,8 @@ class _NoisePrediction:
         self.unet, self.scheduler, self.cfg = unet, scheduler, cfg
         self.classifier_free, self.together, self.guidance_embedding = classifier_free, together, guidance_embedding
         self.conditioning: tuple = (None, None)
+        self.steering: Steering | None = None  # ControlNet units
+        self.step = (0, 1)  # (index, total) of the step being taken, for the units' step ranges
 
     def __call__(self, latents: torch.Tensor, timestep) -> torch.Tensor:
         embeddings = self.conditioning[0]
@@ -451,6 +481,13 @@ class _NoisePrediction:
         if added is not None:  # SDXL: the pooled prompt and the sizes, for the same rows
             pooled, sizes = added
             inputs["added_cond_kwargs"] = {"text_embeds": pooled[rows], "time_ids": sizes[rows]}
+        if self.steering is not None:
+            prompt_rows = [row == 1 for row in range(2)][rows] if self.classifier_free else [True]
+            down, mid = self.steering.residuals(
+                model_input, timestep, conditioning, inputs.get("added_cond_kwargs"), prompt_rows, self.step
+            )
+            if down is not None:
+                inputs |= {"down_block_additional_residuals": down, "mid_block_additional_residual": mid}
         return self.unet(
             model_input,
             timestep,

@@ -25,6 +25,10 @@ class PreviewBackend:
         self.device = torch.device(device)
         self.said_guidance = False
 
+    def load_controlnets(self, models: dict[str, str], *, skip_unloadable: bool = False) -> None:
+        if models:
+            notify("the preview backend does no diffusion: the ControlNet units have no effect")
+
     def generate(self, request: GenerationRequest) -> torch.Tensor:
         if request.guidance is not None and request.guidance.active and not self.said_guidance:
             self.said_guidance = True
