@@ -264,3 +264,24 @@ def test_a1111_model_names_become_the_hubs_ids():
     models = [unit.model for unit in imported.settings.controlnet]
     assert models == ["lllyasviel/control_v11f1e_sd15_tile", "diff_control_sd15_temporalnet"]
     assert any("controlnet.2.model" in warning and "set it to its file" in warning for warning in imported.warnings)
+
+
+def test_an_sdxl_unit_steers_txt2img_and_img2img(tmp_path):
+    from test_backends import prompt, request, tiny_sdxl
+
+    from engine.backends.diffusion import DiffusionBackend
+
+    folder = tiny_sdxl(tmp_path / "sdxl")
+    backend = DiffusionBackend.load(str(folder), ModelSettings(), device="cpu", label="sdxl")
+    net = save_tiny_controlnet(tmp_path / "sdxl-controlnet", 3, folder)
+    backend.load_controlnets({net: "controlnet.1.model"})
+    image = from_array(texture(6, size=SIZE))
+
+    def control(weight):
+        return (ControlInput(net, image, ControlValues(weight, 0.0, 1.0), "Balanced", "controlnet.1.model"),)
+
+    for init in (None, image):
+        asked = {"prompt": prompt("a lighthouse"), "init": init, "strength": 0.4 if init is not None else 0.0}
+        plain = backend.generate(request(**asked))
+        assert torch.equal(backend.generate(request(**asked, controls=control(0.0))), plain)
+        assert (backend.generate(request(**asked, controls=control(1.0))) - plain).abs().mean() > 0.01
