@@ -198,6 +198,50 @@ async def test_settings_are_generated_and_validated():
         assert app.session.settings.model.backend == "preview"
 
 
+async def test_controlnet_units_are_added_edited_validated_and_removed(tmp_path):
+    from textual.widgets import Button
+
+    app = make()
+    async with running(app, size=(120, 60)) as pilot:
+        app.action_tab("settings")
+        section = app.query_one("#group-controlnet")
+        section.collapsed = False
+        await until(pilot, lambda: app.query("#add-unit"), "the section is built")
+        assert section.title == "controlnet (0 units)"
+        app.query_one("#add-unit", Button).press()
+        await until(pilot, lambda: app.query("#unit-s1-weight"), "unit 1's fields")
+        await pilot.pause()  # and composed (the Select's parts)
+        assert len(app.session.settings.controlnet) == 1 and section.title == "controlnet (1 unit)"
+        app.query_one("#unit-s1-model", Input).value = "lllyasviel/control_v11p_sd15_canny"
+        app.query_one("#unit-s1-weight", Input).value = "0:(0.5), 10:(1)"
+        app.query_one("#unit-s1-module", Input).value = "canny"
+        app.query_one("#unit-s1-control_mode", Select).value = "ControlNet is more important"
+        await pilot.pause()
+        unit = app.session.settings.controlnet[0]
+        assert (unit.model, unit.weight, unit.module) == (
+            "lllyasviel/control_v11p_sd15_canny",
+            "0:(0.5), 10:(1)",
+            "canny",
+        )
+        assert unit.control_mode == "ControlNet is more important" and app.session.dirty
+        app.query_one("#unit-s1-weight", Input).value = "0:(0.5"
+        await pilot.pause()
+        assert text(app, "#unit-error-s1-weight") and app.session.settings.controlnet[0].weight == "0:(0.5), 10:(1)"
+        app.session.save(tmp_path / "with-unit.toml")
+        assert "[[controlnet]]" in (tmp_path / "with-unit.toml").read_text()
+        app.query_one("#add-unit", Button).press()
+        await until(pilot, lambda: app.query("#unit-s2-weight"), "unit 2")
+        await pilot.pause()
+        app.query_one("#remove-unit-s1", Button).press()
+        await until(pilot, lambda: len(app.session.settings.controlnet) == 1, "unit 1 removed")
+        await until(pilot, lambda: not app.query("#unit-s1"), "its group gone")
+        assert [unit.model for unit in app.session.settings.controlnet] == [""]  # the second, new one
+        assert app.query_one("#unit-s2").title == "unit 1" and section.title == "controlnet (1 unit)"
+        app.query_one("#unit-s2-module", Input).value = "invert"  # now unit 1
+        await pilot.pause()
+        assert app.session.settings.controlnet[0].module == "invert"
+
+
 async def test_command_palette_offers_presets_render_and_every_field():
     app = make()
     async with running(app) as pilot:

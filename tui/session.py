@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import DriftwaveError, ErrorGroup, collecting_notices
-from engine.plan import audio_names, compile_plan
+from engine.plan import CONTROL_SCHEDULES, audio_names, compile_plan
 from engine.presets import Preset, load_preset, save_preset, settings_from_data
 from engine.prompts import compile_prompts
 from engine.schedule import compile_schedule
@@ -56,17 +56,35 @@ class Session:
         return f"{name}{' *' if self.dirty else ''}"
 
     def value(self, path: str) -> Any:
-        group, name = path.split(".", 1)
-        return getattr(getattr(self.settings, group), name)
+        return settings_value(self.settings, path)
 
     def set(self, path: str, value: Any) -> Settings:
-        """Set ``group.name`` (or ``prompts``); raise DriftwaveError with the field on bad input."""
+        """Set ``group.name``, ``controlnet.N.name`` (unit N from 1) or ``prompts``; raise
+        DriftwaveError with the field on bad input."""
         data = self.settings.model_dump(mode="json")
         if path == "prompts":
             data["prompts"] = dict(value)
+        elif path.startswith("controlnet."):
+            _, number, name = path.split(".")
+            data["controlnet"][int(number) - 1][name] = value
         else:
             group, name = path.split(".", 1)
             data[group][name] = value
+        return self._validated(data, path)
+
+    def add_unit(self) -> int:
+        """A new ControlNet unit (Deforum's defaults) at the end; its number."""
+        data = self.settings.model_dump(mode="json")
+        data["controlnet"].append({})
+        self._validated(data, "controlnet")
+        return len(self.settings.controlnet)
+
+    def remove_unit(self, number: int) -> None:
+        data = self.settings.model_dump(mode="json")
+        del data["controlnet"][number - 1]
+        self._validated(data, "controlnet")
+
+    def _validated(self, data: dict[str, Any], path: str) -> Settings:
         with collecting_notices():
             settings = settings_from_data(data)
             check(settings, path)
@@ -100,7 +118,7 @@ def check(settings: Settings, path: str) -> None:
 
     timeline = timeline_of(settings, bpm=settings.audio.bpm or 120.0)
     names = audio_names(settings)
-    if path in SCHEDULE_FIELDS:
+    if path in SCHEDULE_FIELDS or is_unit_schedule(path):
         compile_schedule(
             settings_value(settings, path), timeline, names=names, blend=settings.animation.blend, field=path
         )
@@ -123,8 +141,17 @@ def check(settings: Settings, path: str) -> None:
 
 
 def settings_value(settings: Settings, path: str) -> Any:
+    if path.startswith("controlnet."):
+        _, number, name = path.split(".")
+        return getattr(settings.controlnet[int(number) - 1], name)
     group, name = path.split(".", 1)
     return getattr(getattr(settings, group), name)
+
+
+def is_unit_schedule(path: str) -> bool:
+    """``controlnet.N.weight`` and the unit's other schedules."""
+    parts = path.split(".")
+    return len(parts) == 3 and parts[0] == "controlnet" and parts[2] in CONTROL_SCHEDULES
 
 
 def describe(path: str) -> str:

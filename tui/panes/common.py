@@ -1,10 +1,16 @@
-"""What every pane shares: the ``Edited`` message it posts up, and a problem as one line."""
+"""What every pane shares: the ``Edited`` message it posts up, a problem as one line, and the
+editor of one setting's value."""
 
 from __future__ import annotations
 
+import json
+
 from textual.message import Message
+from textual.widget import Widget
+from textual.widgets import Input, Select, Switch
 
 from engine.errors import DriftwaveError, ErrorGroup
+from engine.settings import literal_choices
 
 
 class Edited(Message):
@@ -17,3 +23,24 @@ class Edited(Message):
 
 def error_text(error: DriftwaveError) -> str:
     return str(error.errors[0] if isinstance(error, ErrorGroup) else error)
+
+
+def field_widget(annotation, value, widget_id: str) -> Widget:
+    """The editor of a value of type ``annotation``: a switch, a choice, or text."""
+    choices = literal_choices(annotation)
+    if annotation is bool:
+        return Switch(value=value, id=widget_id)
+    if choices:
+        return Select([(str(c), c) for c in choices], value=value, allow_blank=False, id=widget_id)
+    text = json.dumps(value) if isinstance(value, list | dict) else str(value)
+    return Input(text, id=widget_id)
+
+
+def typed_value(annotation, value):
+    """Text from an Input as the field's type, read as ``--set`` reads it; the model's validation
+    explains bad values."""
+    if not isinstance(value, str):
+        return value
+    from engine.presets import override_value
+
+    return override_value(annotation, value)

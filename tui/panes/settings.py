@@ -1,8 +1,7 @@
-"""The Settings tab: every setting the other tabs do not edit, generated from the settings model."""
+"""The Settings tab: every setting the other tabs do not edit, generated from the settings model,
+and the ControlNet units."""
 
 from __future__ import annotations
-
-import json
 
 from textual import on
 from textual.app import ComposeResult
@@ -11,8 +10,9 @@ from textual.widget import Widget
 from textual.widgets import Collapsible, Input, Label, Select, Static, Switch
 
 from engine.errors import DriftwaveError
-from engine.settings import GROUPS, literal_choices
-from tui.panes.common import Edited, error_text
+from engine.settings import GROUPS
+from tui.panes.common import Edited, error_text, field_widget, typed_value
+from tui.panes.controlnet import ControlNetSection
 from tui.session import SCHEDULE_FIELDS, Session
 
 PANE_FIELDS = {"prompting.negative_prompt", "audio.file", "audio.offset", "audio.filters"} | SCHEDULE_FIELDS
@@ -35,24 +35,14 @@ class SettingsGroup(Collapsible):
         rows: list[Widget] = []
         for name in self.fields:
             path = f"{self.group}.{name}"
-            widget = _field_widget(path, model.model_fields[name].annotation, self.session.value(path))
+            widget_id = "field-" + path.replace(".", "-")
+            widget = field_widget(model.model_fields[name].annotation, self.session.value(path), widget_id)
             rows += [
                 Horizontal(Label(name, classes="field-name"), widget, classes="field"),
                 Static(model.model_fields[name].description or "", classes="help"),
                 Static(id=f"error-{self.group}-{name}", classes="error"),
             ]
         await self.query_one(Collapsible.Contents).mount_all(rows)
-
-
-def _field_widget(path: str, annotation, value) -> Widget:
-    widget_id = "field-" + path.replace(".", "-")
-    choices = literal_choices(annotation)
-    if annotation is bool:
-        return Switch(value=value, id=widget_id)
-    if choices:
-        return Select([(str(c), c) for c in choices], value=value, allow_blank=False, id=widget_id)
-    text = json.dumps(value) if isinstance(value, list | dict) else str(value)
-    return Input(text, id=widget_id)
 
 
 class SettingsPane(VerticalScroll):
@@ -67,6 +57,7 @@ class SettingsPane(VerticalScroll):
             fields = [name for name in model.model_fields if f"{group}.{name}" not in PANE_FIELDS]
             if fields:
                 yield SettingsGroup(self.session, group, fields, collapsed=group not in ("animation", "image"))
+        yield ControlNetSection(self.session)
 
     async def on_mount(self) -> None:
         for group in self.query(SettingsGroup):
@@ -75,7 +66,7 @@ class SettingsPane(VerticalScroll):
 
     @on(Collapsible.Expanded)
     async def _opened(self, event: Collapsible.Expanded) -> None:
-        if isinstance(event.collapsible, SettingsGroup):
+        if isinstance(event.collapsible, SettingsGroup | ControlNetSection):
             await event.collapsible.fill()
 
     @on(Switch.Changed)
@@ -87,7 +78,7 @@ class SettingsPane(VerticalScroll):
             return
         group, name = widget.id.removeprefix("field-").split("-", 1)
         path = f"{group}.{name}"
-        value = _typed(GROUPS[group].model_fields[name].annotation, event.value)
+        value = typed_value(GROUPS[group].model_fields[name].annotation, event.value)
         if value == self.session.value(path):
             return
         try:
@@ -110,13 +101,3 @@ class SettingsPane(VerticalScroll):
         widget = self.query_one(f"#field-{group_name}-{name}")
         self.call_after_refresh(lambda: (widget.focus(), self.scroll_to_widget(widget)))
         return True
-
-
-def _typed(annotation, value):
-    """Text from an Input as the field's type, read as ``--set`` reads it; the model's validation
-    explains bad values."""
-    if not isinstance(value, str):
-        return value
-    from engine.presets import override_value
-
-    return override_value(annotation, value)
