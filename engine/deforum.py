@@ -119,7 +119,6 @@ _FEATURE_SWITCHES = {
     "r_upscale_video",
     "restore_faces",
     "use_noise_mask",
-    "reroll_blank_frames",
 }
 CLIP_NAMES = {
     "vit-l/14": "openai/clip-vit-large-patch14",

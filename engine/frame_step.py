@@ -20,7 +20,7 @@ from engine import coherence
 from engine.backends import Backend, GenerationRequest
 from engine.camera import move_camera
 from engine.controlnet import ControlImages
-from engine.errors import DriftwaveError
+from engine.errors import DriftwaveError, notify
 from engine.flow import along_flow, flow_between
 from engine.frame_params import FrameParams
 from engine.guidance import GuidanceRequest, extract_palette
@@ -64,7 +64,7 @@ class FrameStep:
     def first(self, params: FrameParams) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The first frame, from the init image or from noise: (image, colour reference)."""
         init = self.first_init(params.seed)
-        image = self.backend.generate(self.request(params, init, self.first_strength()))
+        image = self.generate(self.request(params, init, self.first_strength()), params.frame)
         image, reference = self.after_generation(image, None, init)
         return self.composite_after(image, params), reference
 
@@ -74,11 +74,33 @@ class FrameStep:
         """The frame after ``previous``: (image, colour reference, the warped previous picture)."""
         warped = self.move(previous, params)
         init = self.redo(self.prepare_init(warped, reference, params), warped, params)
-        image = self.backend.generate(self.request(params, init, params.strength))
+        image = self.generate(self.request(params, init, params.strength), params.frame)
         image, reference = self.after_generation(image, reference, init)
         return self.composite_after(image, params), reference, warped
 
     # -- the parts ------------------------------------------------------------------------------------
+
+    def generate(self, request: GenerationRequest, frame: int) -> torch.Tensor:
+        """The frame's generation; one that comes out blank (all black, or not a number) is
+        rerolled on the next seeds, stops the run, or is kept, as reroll_blank_frames says."""
+        image = self.backend.generate(request)
+        options = self.settings.sampling
+        if options.reroll_blank_frames == "ignore" or not is_blank(image):
+            return image
+        hint = "reroll_blank_frames = reroll tries the next seeds; float32 weights (model.dtype) avoid most of these"
+        if options.reroll_blank_frames == "interrupt":
+            field = "sampling.reroll_blank_frames"
+            raise DriftwaveError(f"frame {frame} came out blank: stopped", field=field, hint=hint)
+        for attempt in range(1, options.reroll_patience + 1):
+            image = self.backend.generate(dataclasses.replace(request, seed=request.seed + attempt))
+            if not is_blank(image):
+                notify(f"frame {frame} came out blank: rerolled on seed {request.seed + attempt}")
+                return image
+        raise DriftwaveError(
+            f"frame {frame} came out blank on seeds {request.seed} to {request.seed + options.reroll_patience}",
+            field="sampling.reroll_patience",
+            hint="raise reroll_patience, or use float32 weights (model.dtype = float32)",
+        )
 
     def first_init(self, seed: int) -> torch.Tensor | None:
         """The init image, with the notebook's init noise when asked."""
@@ -262,6 +284,11 @@ class FrameStep:
             picture = load_image(options.color_coherence_image_path, size, field=field)
             return from_array(picture[..., :3], self.backend.device)
         return None
+
+
+def is_blank(image: torch.Tensor) -> bool:
+    """All black (Deforum's ``not image.getbbox()``) or not a number (a VAE overflow)."""
+    return bool(image.max() <= 0 or not torch.isfinite(image).all())
 
 
 def prompt_text(prompt: FramePrompt) -> str:

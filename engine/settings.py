@@ -162,6 +162,10 @@ class SamplingSettings(Group):
     seed_resize_from_h: int = Field(
         0, ge=0, description="make the seed's noise at this height (0 = off; needs seed_resize_from_w too)"
     )
+    reroll_blank_frames: Literal["reroll", "interrupt", "ignore"] = Field(
+        "ignore", description="a frame that comes out all black: generate it again on the next seeds, stop, or keep it"
+    )
+    reroll_patience: int = Field(10, ge=1, le=1000, description="how many next seeds a blank frame is rerolled on")
 
     @field_validator("sampler")
     @classmethod
