@@ -104,7 +104,7 @@ class LiveSession:
         self.controls = LiveControls()
         self.settings, self.plan = settings, compile_live(settings)
         self.frame_step = _frame_step(settings, backend)
-        self._pending: tuple[Settings, Plan] | None = None
+        self._pending: tuple[Settings, Plan, FrameStep] | None = None
         self._lock = threading.Lock()
         self.image: torch.Tensor | None = None
         self.reference: torch.Tensor | None = None  # the colour-coherence reference
@@ -122,8 +122,9 @@ class LiveSession:
     def edit(self, settings: Settings) -> None:
         """New settings from the next frame on; a bad edit raises here and changes nothing."""
         plan = compile_live(settings)
+        frame_step = _frame_step(settings, self.backend)  # the init image, ControlNet units: checked here too
         with self._lock:
-            self._pending = (settings, plan)
+            self._pending = (settings, plan, frame_step)
 
     def control(self, **changes) -> None:
         """Quick controls: strength, cfg, prompt (index or None), frozen."""
@@ -194,8 +195,7 @@ class LiveSession:
         """One frame: newest audio in, picture out (unless frozen)."""
         with self._lock:
             if self._pending is not None:
-                (self.settings, self.plan), self._pending = self._pending, None
-                self.frame_step = _frame_step(self.settings, self.backend)
+                (self.settings, self.plan, self.frame_step), self._pending = self._pending, None
                 self.variables = {name: self.variables.get(name, 0.0) for name in self.settings.live.variables}
             controls = self.controls
         envelopes = self.source.envelopes

@@ -26,7 +26,7 @@ from engine.images import from_array, write_image
 from engine.plan import compile_run
 from engine.presets import load_preset, save_preset, settings_from_data
 from engine.render import render
-from engine.settings import ModelSettings
+from engine.settings import ControlNetUnit, ModelSettings
 
 SIZE = 64
 
@@ -285,3 +285,25 @@ def test_an_sdxl_unit_steers_txt2img_and_img2img(tmp_path):
         plain = backend.generate(request(**asked))
         assert torch.equal(backend.generate(request(**asked, controls=control(0.0))), plain)
         assert (backend.generate(request(**asked, controls=control(1.0))) - plain).abs().mean() > 0.01
+
+
+def test_a_live_edit_adds_a_unit_and_a_bad_unit_changes_nothing(tmp_path, tiny, nets):
+    from test_live import file_source, live_settings, stepped_tones
+
+    from engine.live import LiveSession
+
+    source = file_source(stepped_tones(tmp_path / "steps.wav"), loop=True)
+    settings = live_settings(model={"backend": "tiny"}, batch={"outdir": str(tmp_path / "out")})
+    session = LiveSession(settings, tiny, source)
+    try:
+        session.step()
+        with pytest.raises(DriftwaveError, match="is unknown") as error:
+            session.edit(settings.model_copy(update={"controlnet": [ControlNetUnit(model=nets[0], module="sketchy")]}))
+        assert error.value.field == "controlnet.1.module"
+        session.step()
+        assert session.frame_step.controls is None  # nothing changed
+        session.edit(settings.model_copy(update={"controlnet": [ControlNetUnit(model=nets[0], loopback_mode=True)]}))
+        session.step()
+        assert session.frame_step.controls is not None and nets[0] in tiny.controlnets
+    finally:
+        source.close()
