@@ -135,6 +135,7 @@ class ControlImages:
             (n, unit) for n, unit in units_in_use(settings) if depth_model or unit.module not in DEPTH_MODULES
         ]
         self._sources: dict[int, object] = {}  # unit number -> its still (a tensor) or its VideoFrames
+        self._still_controls: dict[int, torch.Tensor] = {}  # a still's control, preprocessed once
         self._held_notice: set[int] = set()
 
     def inputs(self, params: FrameParams, init: torch.Tensor | None) -> tuple[ControlInput, ...]:
@@ -144,7 +145,12 @@ class ControlImages:
             source = self._source(number, unit, params.frame, init)
             if source is None:
                 continue
-            image = self._preprocess(unit, source)
+            if source is not self._sources.get(number):
+                image = self._preprocess(unit, source)
+            else:  # a still image: the same control every frame, preprocessed once
+                if number not in self._still_controls:
+                    self._still_controls[number] = self._preprocess(unit, source)
+                image = self._still_controls[number]
             values = params.controlnet[number - 1]
             controls.append(ControlInput(unit.model, image, values, unit.control_mode, f"controlnet.{number}.model"))
         return tuple(controls)

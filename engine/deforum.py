@@ -487,7 +487,7 @@ def _controlnet_units(data: dict[str, Any], warnings: list[str]) -> list[dict[st
     units = []
     for number in sorted({int(m[1]) for key in data if (m := _CONTROLNET_KEY.match(key))}):
         values = {key[len(f"cn_{number}_") :]: value for key, value in data.items() if key.startswith(f"cn_{number}_")}
-        if not _is_on("cn_1_enabled", values.get("enabled")):
+        if not _switched_on(values.get("enabled")):
             continue
         unit = {name: values[name] for name in ControlNetUnit.model_fields if name in values}
         position = len(units) + 1
@@ -517,8 +517,12 @@ def _controlnet_model(name: str, position: int, warnings: list[str]) -> str:
 
 
 def _is_on(key: str, value: Any) -> bool:
-    if key not in _FEATURE_SWITCHES and not re.fullmatch(r"cn_\d+_enabled", key):
-        return False
+    """Whether an unsupported key's value says its feature was in use."""
+    return key in _FEATURE_SWITCHES and _switched_on(value)
+
+
+def _switched_on(value: Any) -> bool:
+    """A Deforum switch's value, however the file wrote it (bool, "True", "None", "disabled", ...)."""
     if isinstance(value, str):
         return value.strip().lower() not in {"", "none", "false", "0", "disabled", "ignore"}
     return bool(value)

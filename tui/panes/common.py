@@ -44,3 +44,18 @@ def typed_value(annotation, value):
     from engine.presets import override_value
 
     return override_value(annotation, value)
+
+
+def apply_edit(widget: Widget, session, path: str, annotation, value, error) -> None:
+    """An editor's new ``value`` for ``path`` into ``session``: a problem shown in the ``error``
+    Static, a change announced by ``widget`` (``Edited``); the same value does nothing."""
+    value = typed_value(annotation, value)
+    if value == session.value(path):
+        return
+    try:
+        session.set(path, value)
+    except DriftwaveError as problem:
+        error.update(error_text(problem))
+        return
+    error.update("")
+    widget.post_message(Edited(path))

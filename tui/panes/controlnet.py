@@ -8,9 +8,8 @@ from textual.containers import Horizontal
 from textual.widget import Widget
 from textual.widgets import Button, Collapsible, Input, Label, Select, Static, Switch
 
-from engine.errors import DriftwaveError
 from engine.settings import ControlNetUnit
-from tui.panes.common import Edited, error_text, field_widget, typed_value
+from tui.panes.common import Edited, apply_edit, field_widget
 from tui.session import Session
 
 
@@ -89,15 +88,6 @@ class ControlNetSection(Collapsible):
             return  # not a unit's field, or one of a unit removed
         event.stop()
         serial, name = widget.id.removeprefix("unit-").split("-", 1)
-        path = f"controlnet.{self.number_of(serial)}.{name}"
-        value = typed_value(ControlNetUnit.model_fields[name].annotation, event.value)
-        if value == self.session.value(path):
-            return
         error = self.query_one(f"#unit-error-{serial}-{name}", Static)
-        try:
-            self.session.set(path, value)
-        except DriftwaveError as problem:
-            error.update(error_text(problem))
-            return
-        error.update("")
-        self.post_message(Edited(path))
+        path = f"controlnet.{self.number_of(serial)}.{name}"
+        apply_edit(self, self.session, path, ControlNetUnit.model_fields[name].annotation, event.value, error)

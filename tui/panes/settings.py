@@ -9,9 +9,8 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Collapsible, Input, Label, Select, Static, Switch
 
-from engine.errors import DriftwaveError
 from engine.settings import GROUPS
-from tui.panes.common import Edited, error_text, field_widget, typed_value
+from tui.panes.common import apply_edit, field_widget
 from tui.panes.controlnet import ControlNetSection
 from tui.session import SCHEDULE_FIELDS, Session
 
@@ -77,17 +76,9 @@ class SettingsPane(VerticalScroll):
         if not widget.id or not widget.id.startswith("field-"):
             return
         group, name = widget.id.removeprefix("field-").split("-", 1)
-        path = f"{group}.{name}"
-        value = typed_value(GROUPS[group].model_fields[name].annotation, event.value)
-        if value == self.session.value(path):
-            return
-        try:
-            self.session.set(path, value)
-        except DriftwaveError as error:
-            self.query_one(f"#error-{group}-{name}", Static).update(error_text(error))
-            return
-        self.query_one(f"#error-{group}-{name}", Static).update("")
-        self.post_message(Edited(path))
+        annotation = GROUPS[group].model_fields[name].annotation
+        error = self.query_one(f"#error-{group}-{name}", Static)
+        apply_edit(self, self.session, f"{group}.{name}", annotation, event.value, error)
 
     async def focus_field(self, path: str) -> bool:
         """Open the field's group and put the cursor in it."""
