@@ -1,5 +1,5 @@
-"""Driftwave command line: `render`, `live`, `schedule`, `prompts`, `values`, `inspect`, `audio`, `settings`,
-`import`.
+"""Driftwave command line: `render`, `live`, `sweep`, `queue`, `schedule`, `prompts`, `values`, `inspect`,
+`audio`, `settings`, `import`.
 
 User errors print one message (field, place, fix) and exit with code 2; never a traceback.
 Heavy libraries are imported inside the command that needs them.
@@ -24,7 +24,9 @@ PRESETS = Path(__file__).resolve().parent / "presets"
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(list(sys.argv[1:] if argv is None else argv) or ["tui"])
+    words = list(sys.argv[1:] if argv is None else argv) or ["tui"]
+    args = parser.parse_args(words)
+    args.command_line = words
     try:
         with collecting_notices() as notices:
             status = args.run(args)
@@ -84,6 +86,24 @@ def build_parser() -> argparse.ArgumentParser:
     live.add_argument("--frames-dir", metavar="DIR", help="keep the newest frame at DIR/latest.png (for OBS etc.)")
     _add_overrides(live)
     live.set_defaults(run=run_live)
+
+    sweep = commands.add_parser("sweep", help="render variants of a preset (seeds, schedules...) as Ray tasks")
+    sweep.add_argument("preset", help="preset file or name (see presets/)")
+    sweep.add_argument(
+        "--vary",
+        action="append",
+        required=True,
+        metavar="KEY=V1,V2",
+        help="a setting and its values: seed=1..16, strength=0.4..0.7:0.1, strength_schedule='0:(0.5)|0:(0.7)'",
+    )
+    sweep.add_argument("--zip", action="store_true", help="pair the lists (i-th values together) instead of crossing")
+    _add_batch_options(sweep)
+    sweep.set_defaults(run=run_sweep)
+
+    queue = commands.add_parser("queue", help="render several presets one after another, or side by side on Ray")
+    queue.add_argument("presets", nargs="+", metavar="PRESET", help="preset files or names, rendered in this order")
+    _add_batch_options(queue)
+    queue.set_defaults(run=run_queue)
 
     engine = commands.add_parser("engine", help="run the render engine process (the TUI starts it for you)")
     engine.add_argument("--socket", metavar="PATH", help="Unix socket to listen on (default: per-user runtime dir)")
@@ -178,6 +198,17 @@ def _add_audio_options(parser: argparse.ArgumentParser, *, file: bool = True) ->
     parser.add_argument("--offset", type=float, default=0.0, help="seconds into the track where frame 0 starts")
 
 
+def _add_batch_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--ray", metavar="ADDRESS", help="a Ray cluster's head (host:port, or auto); default: this host"
+    )
+    parser.add_argument("--workers", type=int, metavar="N", help="variants at once on this host's CPUs (no GPU)")
+    parser.add_argument("--gpus-per-run", type=float, default=1.0, metavar="G", help="GPUs per variant (0: CPUs)")
+    parser.add_argument("--retries", type=int, default=2, metavar="N", help="tries again after a lost worker")
+    parser.add_argument("--resume", metavar="TIMESTRING", help="go on with that batch: finished variants are skipped")
+    _add_overrides(parser)
+
+
 def _add_overrides(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--set",
@@ -255,6 +286,65 @@ def run_render(args: argparse.Namespace) -> int:
     if result.video:
         print(f"video: {result.video}")
     return 0
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    from engine.render import prepared
+    from engine.variants import parse_vary, sweep_variants
+
+    varies = [parse_vary(text) for text in args.vary]
+    variants = sweep_variants(_preset_path(args.preset), args.overrides, varies, paired=args.zip, check=prepared)
+    return _run_batch("sweep", variants, args)
+
+
+def run_queue(args: argparse.Namespace) -> int:
+    from engine.render import prepared
+    from engine.variants import queue_variants
+
+    variants = queue_variants([_preset_path(name) for name in args.presets], args.overrides, check=prepared)
+    return _run_batch("queue", variants, args)
+
+
+def _run_batch(kind: str, variants, args: argparse.Namespace) -> int:
+    """Every variant validated already: the batch folder, the Ray tasks, the results."""
+    from engine.sweep import RayOptions, find_batch, finish_batch, new_batch, run_batch
+
+    batch = find_batch(kind, variants, args.resume) if args.resume else new_batch(kind, variants)
+    options = RayOptions(args.ray, args.workers, args.gpus_per_run, args.retries)
+    progress = BatchProgressLine()
+    resume = f"main.py {_without_resume(args.command_line)} --resume {batch.timestring}"
+    try:
+        with stop_on_interrupt() as stop_requested:
+            run_batch(batch, options, emit=progress, should_stop=stop_requested)
+    except KeyboardInterrupt:
+        progress.finish()
+        print(f"stopped; finished frames are kept. Go on with:\n  {resume}", file=sys.stderr)
+        return 130
+    progress.finish()
+    records = list(batch.records.values())
+    if any(record.status == "interrupted" for record in records):
+        print(f"stopped; finished frames are kept. Go on with:\n  {resume}", file=sys.stderr)
+        return 130
+    finish_batch(batch, progress)
+    progress.finish()
+    for record in records:
+        print(f"{record.status:>6}  {record.frames:5d} frames  {record.seconds:7.1f} s  {record.folder}")
+        if record.error:
+            print(f"        {record.error}")
+    print(f"{kind}: {batch.record_path}" + (f"\ncontact sheet: {batch.contact_sheet}" if batch.contact_sheet else ""))
+    return 1 if any(record.status == "failed" for record in records) else 0
+
+
+def _without_resume(argv: list[str]) -> str:
+    import shlex
+
+    kept, skip = [], False
+    for word in argv:
+        if skip or word == "--resume" or word.startswith("--resume="):
+            skip = word == "--resume" and not skip
+            continue
+        kept.append(word)
+    return shlex.join(kept)
 
 
 def run_tui(args: argparse.Namespace) -> int:
@@ -368,6 +458,30 @@ def run_engine(args: argparse.Namespace) -> int:
     return serve(Path(args.socket) if args.socket else None, idle_exit=args.idle_exit)
 
 
+class BatchProgressLine:
+    """A batch's events on the terminal: one aggregate bar (variants done, frames, ETA), what
+    each variant logs, a line when a variant ends."""
+
+    def __init__(self) -> None:
+        self.line = ProgressLine()
+
+    def __call__(self, event) -> None:
+        from engine.protocol import BatchProgress, BatchStarted, Log, Progress, VariantUpdate
+
+        if isinstance(event, BatchStarted):
+            self.line.say(f"{event.kind} of {len(event.variants)} variants in {event.folder}")
+        elif isinstance(event, Log):
+            self.line.say(event.message)
+        elif isinstance(event, VariantUpdate) and event.status in ("done", "failed") and event.seconds:
+            self.line.say(f"{event.name}: {event.status}, {event.frame} frames in {event.seconds:.1f} s")
+        elif isinstance(event, BatchProgress) and event.total:
+            self.line.label = f"variants {event.finished}/{event.variants}  frames"
+            self.line(Progress(event.frames, event.total, event.fps, event.eta_s))
+
+    def finish(self) -> None:
+        self.line.finish()
+
+
 class ProgressLine:
     """Prints render events: a progress bar on a terminal, a line now and then otherwise."""
 
@@ -375,6 +489,7 @@ class ProgressLine:
         self.tty = sys.stderr.isatty()
         self.timestring: str | None = None
         self.last = 0.0
+        self.label = "frame"
 
     def __call__(self, event) -> None:
         import time
@@ -383,16 +498,16 @@ class ProgressLine:
 
         if isinstance(event, RunStarted):
             self.timestring = event.timestring
-            self._say(f"rendering to {event.folder} with {event.backend}")
+            self.say(f"rendering to {event.folder} with {event.backend}")
         elif isinstance(event, Log):
-            self._say(event.message)
+            self.say(event.message)
         elif isinstance(event, Progress):
             width = 30
             filled = int(width * event.frame / event.total)
             eta = int(event.eta_s or 0)
             line = (
-                f"frame {event.frame}/{event.total} [{'#' * filled}{'.' * (width - filled)}] {event.fps:.2f} it/s"
-                f" ETA {eta // 60}:{eta % 60:02d}"
+                f"{self.label} {event.frame}/{event.total} [{'#' * filled}{'.' * (width - filled)}]"
+                f" {event.fps:.2f} it/s ETA {eta // 60}:{eta % 60:02d}"
             )
             if self.tty:
                 print(f"\r{line}", end="", file=sys.stderr, flush=True)
@@ -400,7 +515,7 @@ class ProgressLine:
                 print(line, file=sys.stderr)
                 self.last = time.monotonic()
 
-    def _say(self, message: str) -> None:
+    def say(self, message: str) -> None:
         self.finish()
         print(message, file=sys.stderr)
 
@@ -688,7 +803,7 @@ def _preset_path(name: str) -> Path:
 
 
 def _print_notices(notices: list[str]) -> None:
-    for notice in notices:
+    for notice in dict.fromkeys(notices):  # a batch's variants notice the same things
         print(f"note: {notice}", file=sys.stderr)
 
 

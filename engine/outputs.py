@@ -87,7 +87,7 @@ class RunFolder:
         return self.frames / name
 
     def written_frames(self) -> list[Path]:
-        return sorted(p for p in self.frames.iterdir() if p.is_file() and not p.name.startswith("."))
+        return written_frames(self.root)
 
     def save_state(self, state: dict[str, Any], tensors: dict[str, torch.Tensor | None]) -> None:
         """Write the tensors, then state.json naming them: a crash in between keeps the old state,
@@ -139,6 +139,14 @@ class RunFolder:
             return []
         entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         return [(entry["from_frame"], settings_from_data(entry["settings"])) for entry in entries]
+
+
+def written_frames(run: Path) -> list[Path]:
+    """The whole frames of the run folder ``run``, in order (none when it has no frames yet)."""
+    frames = run / "frames"
+    if not frames.is_dir():
+        return []
+    return sorted(p for p in frames.iterdir() if p.is_file() and not p.name.startswith("."))
 
 
 def write_bytes_atomically(path: Path, data: bytes) -> Path:

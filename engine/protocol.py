@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-VERSION = 3
+VERSION = 4
 REQUESTS = ("hello", "submit", "update", "control", "pause", "resume", "cancel", "status", "shutdown")
 MAX_LINE = 16 * 1024 * 1024  # a settings snapshot with long prompts fits easily
 
@@ -26,7 +26,7 @@ class ProtocolError(ValueError):
     """A line that is not a message of this protocol."""
 
 
-def encode(kind: str, **fields: Any) -> bytes:
+def encode(kind: str, /, **fields: Any) -> bytes:
     return (json.dumps({"v": VERSION, "type": kind, **fields}, separators=(",", ":")) + "\n").encode()
 
 
@@ -125,9 +125,74 @@ class State:
     pid: int | None = None
 
 
-Event = RunStarted | Progress | FrameWritten | Log | Failed | Done | LiveFrame | State
+@dataclass(frozen=True)
+class BatchStarted:
+    """A sweep or a queue (``kind``) began or resumed in ``folder``: its variants, by name."""
+
+    TYPE: ClassVar[str] = "batch"
+    folder: str
+    timestring: str
+    kind: str
+    variants: list[str]
+
+
+@dataclass(frozen=True)
+class VariantUpdate:
+    """One variant of a batch: pending, running, done, failed or interrupted; ``frame`` of
+    ``total`` written, over ``attempts`` tries (a lost worker's variant is tried again)."""
+
+    TYPE: ClassVar[str] = "variant"
+    name: str
+    status: str
+    frame: int
+    total: int
+    seconds: float
+    attempts: int
+    folder: str
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class BatchProgress:
+    """The whole batch: variants finished (done or failed) of all, frames written of all."""
+
+    TYPE: ClassVar[str] = "batch_progress"
+    finished: int
+    variants: int
+    frames: int
+    total: int
+    fps: float
+    eta_s: float | None
+
+
+Event = (
+    RunStarted
+    | Progress
+    | FrameWritten
+    | Log
+    | Failed
+    | Done
+    | LiveFrame
+    | State
+    | BatchStarted
+    | VariantUpdate
+    | BatchProgress
+)
 _EVENTS: dict[str, type] = {
-    kind.TYPE: kind for kind in (RunStarted, Progress, FrameWritten, Log, Failed, Done, LiveFrame, State)
+    kind.TYPE: kind
+    for kind in (
+        RunStarted,
+        Progress,
+        FrameWritten,
+        Log,
+        Failed,
+        Done,
+        LiveFrame,
+        State,
+        BatchStarted,
+        VariantUpdate,
+        BatchProgress,
+    )
 }
 EVENTS = tuple(_EVENTS)
 

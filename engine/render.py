@@ -66,10 +66,7 @@ def render(
         run = None
     if settings.sampling.seed == -1:
         settings = settings.model_copy(update={"sampling": settings.sampling.model_copy(update={"seed": pick_seed()})})
-    settings = _with_length(without_missing_track(settings))
-    preflight(settings)
-    plan = compile_run(settings)
-    check_camera(plan)
+    settings, plan = prepared(settings)
     backend = backend or load_backend(settings.model)
     guided = check_guidance(settings, plan, backend.device)
     if guided is not settings:
@@ -92,6 +89,16 @@ def render(
     result.outputs = [*frames, *([result.video] if result.video else [])]
     emit(Done([str(path) for path in result.outputs]))
     return result
+
+
+def prepared(settings: Settings) -> tuple[Settings, Plan]:
+    """The settings as rendered (length from the mode, a missing track dropped) and their plan,
+    checked as far as can be known before a model loads."""
+    settings = _with_length(without_missing_track(settings))
+    preflight(settings)
+    plan = compile_run(settings)
+    check_camera(plan)
+    return settings, plan
 
 
 def preflight(settings: Settings) -> None:
@@ -220,7 +227,7 @@ def _resumed_settings(run: RunFolder, requested: Settings) -> Settings:
 
 def _write_videos(run: RunFolder, settings: Settings, plan: Plan, frames: list[Path], emit) -> Path:
     options, fps = settings.video, settings.animation.fps
-    audio, offset = _soundtrack(settings, emit)
+    audio, offset = soundtrack(settings, emit)
     try:
         video = write_video(
             frames, run.root / "video.mp4", fps, audio=audio, audio_offset=offset, max_frames=options.max_video_frames
@@ -246,7 +253,7 @@ def _write_videos(run: RunFolder, settings: Settings, plan: Plan, frames: list[P
     return video
 
 
-def _soundtrack(settings: Settings, emit) -> tuple[Path | None, float]:
+def soundtrack(settings: Settings, emit) -> tuple[Path | None, float]:
     """The video's sound and the offset into it it starts at (None: silent)."""
     if settings.video.soundtrack == "audio" and settings.audio.file:
         return Path(settings.audio.file), settings.audio.offset

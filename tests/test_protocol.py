@@ -10,6 +10,8 @@ from engine.errors import collecting_notices
 from engine.presets import settings_from_data
 from engine.protocol import (
     EVENTS,
+    BatchProgress,
+    BatchStarted,
     Done,
     Failed,
     FrameWritten,
@@ -19,6 +21,7 @@ from engine.protocol import (
     ProtocolError,
     RunStarted,
     State,
+    VariantUpdate,
     decode,
     read_event,
     to_wire,
@@ -36,6 +39,10 @@ SAMPLES = [
     Done(["out/video.mp4"]),
     LiveFrame(7, 23.9, 41.0, {"fLo": 0.4, "beat": 1.0}, False, None, "live/latest.png"),
     State("rendering", {"folder": "out"}, {"frame": 1, "total": 2}, "out/000000.png", ["a line"], 42),
+    BatchStarted("out/study/sweep-20261202", "20261202", "sweep", ["0_seed-1", "1_seed-2"]),
+    VariantUpdate("0_seed-1", "running", 3, 10, 1.5, 2, "out/study/sweep-20261202/0_seed-1"),
+    VariantUpdate("1_seed-2", "failed", 0, 10, 0.2, 1, "out/study/sweep-20261202/1_seed-2", "the model is missing"),
+    BatchProgress(1, 2, 13, 20, 4.5, 1.6),
 ]
 
 
