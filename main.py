@@ -290,10 +290,13 @@ def run_render(args: argparse.Namespace) -> int:
 
 def run_sweep(args: argparse.Namespace) -> int:
     from engine.render import prepared
-    from engine.variants import parse_vary, sweep_variants
+    from engine.variants import parse_vary, preset_loader, sweep_variants
 
     varies = [parse_vary(text) for text in args.vary]
-    variants = sweep_variants(_preset_path(args.preset), args.overrides, varies, paired=args.zip, check=prepared)
+    path = _preset_path(args.preset)
+    variants = sweep_variants(
+        preset_loader(path), args.overrides, varies, paired=args.zip, check=prepared, source=f"preset {path.name}"
+    )
     return _run_batch("sweep", variants, args)
 
 

@@ -101,6 +101,31 @@ def render_job(settings: Settings, resume: str | None, emit: Emit, control: JobC
     )
 
 
+def sweep_job(data: dict[str, Any], options: dict[str, Any], emit: Emit, control: JobControl):
+    """A sweep of the settings ``data`` (the TUI's, as sent): ``options`` holds ``vary`` (a list of
+    ``KEY=V1,V2``), ``zip``, ``resume`` (a sweep's timestring), ``workers``, ``address``,
+    ``gpus_per_run`` and ``retries``. Cancelling stops every variant after its frame; a sweep
+    cannot pause (its variants run in other processes). Returns the batch."""
+    from engine.render import prepared
+    from engine.sweep import RayOptions, find_batch, finish_batch, new_batch, run_batch
+    from engine.variants import data_loader, parse_vary, sweep_variants
+
+    varies = [parse_vary(text) for text in options.get("vary") or ()]
+    if not varies:
+        raise DriftwaveError("a sweep needs what to vary", field="sweep.vary", hint="e.g. seed=1..4")
+    load = data_loader(data)
+    variants = sweep_variants(load, [], varies, paired=bool(options.get("zip")), check=prepared, source="settings")
+    resume = options.get("resume")
+    batch = find_batch("sweep", variants, resume) if resume else new_batch("sweep", variants)
+    ray_options = RayOptions(
+        options.get("address"), options.get("workers"), options.get("gpus_per_run", 1.0), options.get("retries", 2)
+    )
+    run_batch(batch, ray_options, emit=emit, should_stop=control.cancelled.is_set)
+    if not control.cancelled.is_set():
+        finish_batch(batch, emit)
+    return batch
+
+
 def live_job(settings: Settings, options: dict[str, Any], emit: Emit, control: JobControl):
     """A live session in <outdir>/<batch>/live-<time>/ (recording, snapshots), the newest frame at
     latest.png there or in ``options["frames_dir"]``; with ``options["serve"]`` (a port) the picture

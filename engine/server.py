@@ -23,10 +23,12 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import DriftwaveError, ErrorGroup, collecting_notices
-from engine.jobs import JobControl, live_job, render_job, run_job
+from engine.jobs import JobControl, live_job, render_job, run_job, sweep_job
 from engine.protocol import (
     MAX_LINE,
     REQUESTS,
+    BatchProgress,
+    BatchStarted,
     Done,
     Event,
     Failed,
@@ -37,6 +39,7 @@ from engine.protocol import (
     ProtocolError,
     RunStarted,
     State,
+    VariantUpdate,
     decode,
     log_path,
     runtime_dir,
@@ -203,14 +206,18 @@ class Engine:
             "outputs": [],
             "submitted": time.time(),
         }
-        live = message.get("live")
+        live, sweep = message.get("live"), message.get("sweep")
         if live is not None:
             self.job["live"] = live
+        if sweep is not None:
+            self.job.update(sweep=sweep, variants={})
         self.progress, self.latest_frame = None, None
         control = self.control = JobControl()
         self._set_state("loading")
         if live is not None:
             work = functools.partial(live_job, settings, live, self.on_event, control)
+        elif sweep is not None:
+            work = functools.partial(sweep_job, self.job["settings"], sweep, self.on_event, control)
         else:
             work = functools.partial(render_job, settings, message.get("resume"), self.on_event, control)
         self._worker = threading.Thread(target=self._run, args=(work,), name="render", daemon=True)
@@ -254,6 +261,12 @@ class Engine:
             self._say("live: " + ", ".join(f"{key} {value}" for key, value in changes.items()))
 
     def _on_pause(self, message: dict) -> None:
+        if self.job is not None and "sweep" in self.job:
+            raise DriftwaveError(
+                "a sweep cannot pause: its variants render in other processes",
+                field="pause",
+                hint="cancel it; starting it again with its timestring skips the finished variants",
+            )
         if self.state == "rendering":
             self.control.paused.set()
             self._set_state("paused")
@@ -282,7 +295,9 @@ class Engine:
 
     def _run(self, work) -> None:
         """The job's thread: its events broadcast, its end the engine's state."""
-        state, _ = run_job(work, self.on_event, where="live" if self.job and "live" in self.job else "render")
+        job = self.job or {}
+        where = "live" if "live" in job else "sweep" if "sweep" in job else "render"
+        state, _ = run_job(work, self.on_event, where=where)
         if state == "done" and self.control.cancelled.is_set():
             state = "cancelled"
         self._set_state(state)
@@ -306,6 +321,14 @@ class Engine:
             self.job.update(folder=event.folder, timestring=event.timestring, backend=event.backend)
             self._remember(f"rendering to {event.folder} with {event.backend}")
             self._set_state("rendering")
+        elif isinstance(event, BatchStarted) and self.job is not None:
+            self.job.update(folder=event.folder, timestring=event.timestring)
+            self._remember(f"sweep of {len(event.variants)} variants in {event.folder}")
+            self._set_state("rendering")
+        elif isinstance(event, VariantUpdate) and self.job is not None:
+            self.job["variants"][event.name] = dataclasses.asdict(event)  # a TUI attaching later sees each
+        elif isinstance(event, BatchProgress):
+            self.progress = {"frame": event.frames, "total": event.total, "fps": event.fps, "eta_s": event.eta_s}
         elif isinstance(event, Done) and self.job is not None:
             self.job["outputs"] = event.outputs
         if isinstance(event, Progress | LiveFrame) and self.state == "loading":

@@ -11,12 +11,13 @@ import copy
 import itertools
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
+from typing import Any
 
 from engine.errors import DriftwaveError, ErrorGroup, SettingsError
-from engine.presets import load_preset, resolve_key
+from engine.presets import load_preset, resolve_key, settings_from_data
 from engine.settings import Settings
 
 MAX_VARIANTS = 10_000
@@ -45,8 +46,19 @@ class Variant:
     name: str
     params: dict[str, str]
     settings: Settings
-    preset: Path
-    overrides: list[str] = field(default_factory=list)
+
+
+Loader = Callable[[list[str]], Settings]
+"""Settings with ``--set``-style assignments applied (a preset file, or the TUI's settings)."""
+
+
+def preset_loader(path: Path) -> Loader:
+    return lambda assignments: load_preset(path, assignments).settings
+
+
+def data_loader(data: dict[str, Any]) -> Loader:
+    """Settings as plain data (a snapshot sent by the TUI), copied for each variant."""
+    return lambda assignments: settings_from_data(copy.deepcopy(data), overrides=assignments)
 
 
 def parse_vary(text: str) -> Vary:
@@ -110,20 +122,27 @@ def combine(varies: Sequence[Vary], *, paired: bool) -> list[dict[str, str]]:
 
 
 def sweep_variants(
-    preset: Path, overrides: Sequence[str], varies: Sequence[Vary], *, paired: bool, check: Check = _no_check
+    load: Loader,
+    overrides: Sequence[str],
+    varies: Sequence[Vary],
+    *,
+    paired: bool,
+    check: Check = _no_check,
+    source: str = "preset",
 ) -> list[Variant]:
     """The sweep's variants with validated settings (``check`` raises what else is wrong with a
-    variant's settings, e.g. a schedule that does not compile)."""
+    variant's settings, e.g. a schedule that does not compile); ``source`` names the base in
+    errors."""
     shared = list(overrides)
-    _validated(preset, shared, f"preset {preset.name}", check)
-    _check_each_value(preset, shared, varies, check)
+    _validated(load, shared, source, check)
+    _check_each_value(load, shared, varies, check)
     rows = combine(varies, paired=paired)
     width = len(str(len(rows) - 1))
     variants = []
     for index, params in enumerate(rows):
         assignments = [*shared, *(f"{key}={value}" for key, value in params.items())]
-        settings = _validated(preset, assignments, f"variant {_label(params)}", check)
-        variants.append(Variant(variant_name(index, width, params), params, settings, preset, assignments))
+        settings = _validated(load, assignments, f"variant {_label(params)}", check)
+        variants.append(Variant(variant_name(index, width, params), params, settings))
     return variants
 
 
@@ -133,12 +152,11 @@ def queue_variants(presets: Sequence[Path], overrides: Sequence[str], *, check: 
     errors, variants = [], []
     for index, preset in enumerate(presets):
         try:
-            settings = _validated(preset, list(overrides), f"preset {preset}", check)
+            settings = _validated(preset_loader(preset), list(overrides), f"preset {preset}", check)
         except DriftwaveError as error:
             errors.append(error)
             continue
-        name = f"{index:0{width}d}_{_safe(preset.stem)}"
-        variants.append(Variant(name, {"preset": str(preset)}, settings, preset, list(overrides)))
+        variants.append(Variant(f"{index:0{width}d}_{_safe(preset.stem)}", {"preset": str(preset)}, settings))
     if errors:
         raise errors[0] if len(errors) == 1 else ErrorGroup(errors)
     return variants
@@ -150,22 +168,22 @@ def variant_name(index: int, width: int, params: dict[str, str]) -> str:
     return f"{index:0{width}d}_{'_'.join(parts)}"[:100].rstrip("_-")
 
 
-def _check_each_value(preset: Path, shared: list[str], varies: Sequence[Vary], check: Check) -> None:
+def _check_each_value(load: Loader, shared: list[str], varies: Sequence[Vary], check: Check) -> None:
     """Each value on its own against the preset, so an error names the one key and value."""
     errors = []
     for vary in varies:
         for value in vary.values:
             try:
-                _validated(preset, [*shared, f"{vary.key}={value}"], f"--vary {vary.key}={value}", check)
+                _validated(load, [*shared, f"{vary.key}={value}"], f"--vary {vary.key}={value}", check)
             except DriftwaveError as error:
                 errors.append(error)
     if errors:
         raise errors[0] if len(errors) == 1 else ErrorGroup(errors)
 
 
-def _validated(preset: Path, assignments: list[str], where: str, check: Check) -> Settings:
+def _validated(load: Loader, assignments: list[str], where: str, check: Check) -> Settings:
     try:
-        settings = load_preset(preset, assignments).settings
+        settings = load(assignments)
         check(settings)
         return settings
     except DriftwaveError as error:

@@ -15,6 +15,13 @@ import cv2
 import numpy as np
 import pytest
 from conftest import ROOT, run_cli
+from test_engine_server import (
+    Client,
+    _close_clients,  # noqa: F401 (an autouse fixture: every Client is closed)
+    finished,
+    job,
+    start_engine,
+)
 
 from engine.backends import load_backend
 from engine.errors import DriftwaveError, SettingsError, collecting_notices
@@ -24,7 +31,7 @@ from engine.protocol import BatchProgress, BatchStarted, VariantUpdate
 from engine.render import prepared, render
 from engine.settings import ModelSettings
 from engine.sweep import RayOptions, find_batch, finish_batch, new_batch, run_batch
-from engine.variants import combine, parse_vary, queue_variants, sweep_variants, variant_name
+from engine.variants import combine, parse_vary, preset_loader, queue_variants, sweep_variants, variant_name
 
 PRESET = """
 [animation]
@@ -66,7 +73,14 @@ def write_preset(folder: Path, *, frames: int = 4, backend: str = "preview", siz
 
 def variants_of(preset: Path, *varies: str, paired: bool = False, overrides=()):
     with collecting_notices():
-        return sweep_variants(preset, list(overrides), [parse_vary(v) for v in varies], paired=paired, check=prepared)
+        return sweep_variants(
+            preset_loader(preset),
+            list(overrides),
+            [parse_vary(v) for v in varies],
+            paired=paired,
+            check=prepared,
+            source=f"preset {preset.name}",
+        )
 
 
 def read_frames(folder: str | Path) -> list[np.ndarray]:
@@ -317,3 +331,42 @@ def _descends_from_us(pid: int) -> bool:
         if pid == os.getpid():
             return True
     return False
+
+
+# -- in the engine -----------------------------------------------------------------------------
+
+
+def test_the_engine_runs_a_sweep_as_a_job_a_client_can_attach_to_and_cancel(tmp_path):
+    path = tmp_path / "run" / "engine.sock"
+    process = start_engine(path)
+    try:
+        client = Client(path)
+        client.send("hello")
+        client.until(lambda m: m["type"] == "state")
+        sweep = {"vary": ["seed=1,2"], "workers": 2}
+        client.send("submit", settings=job(tmp_path, frames=4), sweep=sweep)
+        done, seen = client.until(finished, timeout=300)
+        assert done["state"] == "done", seen[-5:]
+        started = next(m for m in seen if m["type"] == "batch")
+        assert started["kind"] == "sweep" and started["variants"] == ["0_seed-1", "1_seed-2"]
+        later = Client(path).snapshot()  # a client attaching now sees each variant
+        variants = later["job"]["variants"]
+        assert {name: (v["status"], v["frame"]) for name, v in variants.items()} == {
+            "0_seed-1": ("done", 4),
+            "1_seed-2": ("done", 4),
+        }
+        assert any(output.endswith("contact_sheet.mp4") for output in later["job"]["outputs"])
+
+        client.send("submit", settings=job(tmp_path, frames=400), sweep={"vary": ["seed=3,4"], "workers": 2})
+        client.until(lambda m: m["type"] == "variant" and m["frame"] >= 1, timeout=300)
+        client.send("pause")
+        refused, _ = client.until(lambda m: m["type"] == "error")
+        assert "cannot pause" in refused["message"]
+        client.send("cancel")
+        stopped, _ = client.until(finished, timeout=300)
+        assert stopped["state"] == "cancelled"
+        record = json.loads((Path(stopped["job"]["folder"]) / "sweep.json").read_text())
+        assert {row["status"] for row in record["variants"]} == {"interrupted"}
+    finally:
+        Client(path).send("shutdown")
+        process.wait(timeout=60)
