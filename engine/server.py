@@ -227,6 +227,12 @@ class Engine:
     def _on_update(self, message: dict) -> bytes | None:
         if self.job is None:
             raise DriftwaveError("there is no render to update", field="update", hint="submit one first")
+        if "sweep" in self.job:
+            raise DriftwaveError(
+                "a sweep renders the settings it started with",
+                field="update",
+                hint="edits apply to the next sweep: cancel this one and start it again",
+            )
         settings = _validated(message.get("settings") or {})
         current = _validated(self.job["settings"])
         changed = _changed_paths(current, settings)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
-from textual.widgets import Input, Select, Static, TabbedContent, TextArea
+from textual.widgets import DataTable, Input, Select, Static, TabbedContent, TextArea
 from textual_image.widget import HalfcellImage
 
 from engine.presets import load_preset
@@ -532,3 +532,37 @@ async def test_the_serve_switch_starts_the_session_again_serving_the_page_and_ba
         await app.client.send("cancel")
         await until_state(app, pilot, "cancelled", "done")
         await app.client.send("shutdown")
+
+
+async def test_the_sweep_tab_runs_a_sweep_in_the_engine_and_a_second_tui_sees_its_variants(tmp_path):
+    options = dict(
+        model__backend="preview",
+        animation__max_frames=4,
+        image__W=64,
+        image__H=64,
+        batch__outdir=str(tmp_path / "out"),
+    )
+    first = make(tmp_path, connect=True, **options)
+    async with running(first, size=(120, 36)) as pilot:
+        await until_state(first, pilot, "idle")
+        first.action_tab("sweep")
+        await pilot.pause()
+        first.query_one("#sweep-vary", Input).value = "seed=1..3; nosuch=2"
+        await pilot.click("#sweep-start")
+        assert "unknown setting 'nosuch'" in text(first, "#sweep-status")  # said in the tab, nothing sent
+        first.query_one("#sweep-vary", Input).value = "seed=1..3"
+        first.query_one("#sweep-workers", Input).value = "2"
+        await pilot.click("#sweep-start")
+        await until_state(first, pilot, "done", "error", "cancelled")
+        assert first.engine_state == "done", first.job
+        table = first.query_one("#sweep-table", DataTable)
+        await until(pilot, lambda: table.row_count == 3, "a row per variant")
+        rows = [table.get_row(key) for key in ("0_seed-1", "1_seed-2", "2_seed-3")]
+        assert [(row[1], row[2]) for row in rows] == [("done", "4/4")] * 3
+    second = make(tmp_path, connect=True)  # a TUI attaching later (the engine is still up)
+    async with running(second, size=(120, 36)) as pilot:
+        await until_state(second, pilot, "done")
+        table = second.query_one("#sweep-table", DataTable)
+        await until(pilot, lambda: table.row_count == 3, "the sweep's variants from the engine's snapshot")
+        assert table.get_row("2_seed-3")[1] == "done"
+        await second.client.send("shutdown")

@@ -24,7 +24,7 @@ from tui.link import EngineLink
 from tui.terminal import image_widget
 
 if TYPE_CHECKING:
-    from tui.panes import LivePane, MotionPane, RenderPane, SettingsPane
+    from tui.panes import LivePane, MotionPane, RenderPane, SettingsPane, SweepPane
 
 T = TypeVar("T")
 RUNNING = ("loading", "rendering", "paused")
@@ -34,6 +34,7 @@ TABS = (
     ("audio", "Audio"),
     ("render", "Render"),
     ("settings", "Settings"),
+    ("sweep", "Sweep"),
 )
 
 
@@ -62,6 +63,7 @@ class DriftwaveApp(App):
         Binding("f3", "tab('audio')", "Audio", id="tab-audio", show=False),
         Binding("f4", "tab('render')", "Render tab", id="tab-render", show=False),
         Binding("f5", "tab('settings')", "Settings", id="tab-settings", show=False),
+        Binding("f6", "tab('sweep')", "Sweep", id="tab-sweep", show=False),
     ]
 
     engine_state: var[str] = var("disconnected", init=False)
@@ -117,7 +119,7 @@ class DriftwaveApp(App):
         snapshot = await self.link.attach() if self.connect else None
         if snapshot and snapshot["state"] in RUNNING:  # its settings are what the panes show: no second build
             self._adopt(snapshot.get("job"))
-            self.action_tab("render")
+            self.action_tab("sweep" if "sweep" in (snapshot.get("job") or {}) else "render")
         await self._mount_panes(ready=lambda: self._follow_engine(snapshot))
 
     def _follow_engine(self, snapshot: dict | None) -> None:
@@ -129,8 +131,8 @@ class DriftwaveApp(App):
             self.link.follow()
 
     async def _mount_panes(self, ready: Callable[[], None] | None = None) -> None:
-        """Build the editors for the session. The render pane comes first and ``ready`` runs as
-        soon as it is in, so engine events (a running job's progress and frame) show while the
+        """Build the editors for the session. The render and sweep panes come first and ``ready``
+        runs as soon as they are in, so engine events (a running job's progress and frame) show while the
         editors are built; the audio analysis starts last, its thread would slow the building."""
         panes = _panes()
         built = {}
@@ -141,12 +143,15 @@ class DriftwaveApp(App):
             )
         if not self.query(panes.RenderPane):
             built["render"] = panes.RenderPane(self.image_class, self.preview_interval, id="pane-render")
+        if not self.query(panes.SweepPane):  # in before the engine's first state, like the render pane
+            built["sweep"] = panes.SweepPane(id="pane-sweep")
         built |= {
             "prompts": panes.PromptsPane(self.session, id="pane-prompts"),
             "motion": panes.MotionPane(self.session, id="pane-motion"),
             "audio": panes.AudioPane(self.session, id="pane-audio"),
             "settings": panes.SettingsPane(self.session, id="pane-settings"),
         }
+
         tabs = self.query_one(TabbedContent)
         for tab, pane in built.items():
             if tab == "prompts" and ready is not None:
@@ -177,6 +182,12 @@ class DriftwaveApp(App):
         found = self.query(_panes().LivePane)
         return found.first() if found else None
 
+    @property
+    def sweep_pane(self) -> SweepPane | None:
+        """The Sweep tab's pane (None before it is built)."""
+        found = self.query(_panes().SweepPane)
+        return found.first() if found else None
+
     def refresh_title(self) -> None:
         title = self.session.title if self.session else "loading"
         state = self.engine_state
@@ -200,10 +211,17 @@ class DriftwaveApp(App):
         event = protocol.read_event(message)
         if event is None:
             return
-        shown_by = self.live_pane if isinstance(event, protocol.LiveFrame) else None
+        if isinstance(event, protocol.LiveFrame):
+            shown_by = self.live_pane
+        elif isinstance(event, protocol.BatchStarted | protocol.VariantUpdate | protocol.BatchProgress):
+            shown_by = self.sweep_pane
+        else:
+            shown_by = None
         (shown_by or self.render_pane).post_message(EngineEvent.of(event))
         if isinstance(event, protocol.State):
             self.post_message(EngineEvent.of(event))
+            if self.sweep_pane is not None:
+                self.sweep_pane.post_message(EngineEvent.of(event))
 
     @on(StateEvent)
     def _engine_state_changed(self, message: StateEvent) -> None:
@@ -236,6 +254,24 @@ class DriftwaveApp(App):
         if run:
             reason += f"; Render starts a new engine and resumes run {run}"
         self.notify(reason, title="Engine", severity="error", timeout=10)
+
+    async def on_sweep_pane_start(self, message) -> None:
+        """A sweep of the session's settings, run by the engine (started when none runs)."""
+        if self.engine_state in RUNNING:
+            self.notify("a render is running: cancel it first", severity="warning")
+            return
+        if not self.client.connected:
+            self.notify("connecting to the engine: press Sweep again once it answers", severity="warning")
+            self.link.follow()
+            return
+        sweep = {"vary": message.vary, "zip": message.paired, "workers": message.workers, "resume": message.resume}
+        preset = str(self.session.path) if self.session.path else None
+        await self.link.request(
+            "submit", settings=self.session.settings.model_dump(mode="json"), preset=preset, sweep=sweep
+        )
+
+    async def on_sweep_pane_stop(self, message) -> None:
+        await self.action_cancel()
 
     def on_live_pane_control(self, message) -> None:
         self.run_worker(self.link.request("control", **message.changes), group="control")
@@ -279,7 +315,9 @@ class DriftwaveApp(App):
         self.refresh_title()
         if self.query(_panes().MotionPane):
             self.motion_pane.edited_elsewhere(message.path)
-        if self.engine_state in RUNNING:
+        if self.engine_state in RUNNING and "sweep" in (self.job or {}):
+            self.notify("a sweep renders the settings it started with: edits apply to the next one", timeout=4)
+        elif self.engine_state in RUNNING:
             self._update_due = time.monotonic() + self.edit_pause  # a live edit: sent once typing pauses
 
     async def _send_pending_update(self) -> None:
@@ -473,7 +511,7 @@ def record_crash(error: BaseException, log: Path, session, rendering: bool) -> s
 def _resumable_run(job: dict | None) -> dict | None:
     """What a new engine needs to resume the run ``job`` was rendering: its timestring (the run
     folder's name), folder and settings. None for a live session or a job that had no run yet."""
-    if not job or job.get("live") is not None or not job.get("settings"):
+    if not job or job.get("live") is not None or "sweep" in job or not job.get("settings"):
         return None
     timestring = Path(job["folder"]).name if job.get("folder") else job.get("resume")
     if not timestring:

@@ -51,6 +51,18 @@ class LiveEvent(EngineEvent, bubble=False):
     event: protocol.LiveFrame
 
 
+class BatchEvent(EngineEvent, bubble=False):
+    event: protocol.BatchStarted
+
+
+class VariantEvent(EngineEvent, bubble=False):
+    event: protocol.VariantUpdate
+
+
+class BatchProgressEvent(EngineEvent, bubble=False):
+    event: protocol.BatchProgress
+
+
 MESSAGES: dict[type, type[EngineEvent]] = {
     protocol.State: StateEvent,
     protocol.Progress: ProgressEvent,
@@ -60,6 +72,9 @@ MESSAGES: dict[type, type[EngineEvent]] = {
     protocol.Failed: FailedEvent,
     protocol.Done: DoneEvent,
     protocol.LiveFrame: LiveEvent,
+    protocol.BatchStarted: BatchEvent,
+    protocol.VariantUpdate: VariantEvent,
+    protocol.BatchProgress: BatchProgressEvent,
 }
 
 

@@ -7,6 +7,7 @@ from tui.panes.motion import MotionPane
 from tui.panes.prompts import PromptsPane
 from tui.panes.render import RenderPane
 from tui.panes.settings import SettingsPane
+from tui.panes.sweep import SweepPane
 
 __all__ = [
     "AudioPane",
@@ -16,5 +17,6 @@ __all__ = [
     "PromptsPane",
     "RenderPane",
     "SettingsPane",
+    "SweepPane",
     "error_text",
 ]
