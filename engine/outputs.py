@@ -48,17 +48,7 @@ class RunFolder:
         while root.exists():  # two runs in one second: never write into another run
             timestring = str(int(timestring) + 1)
             root = root.with_name(timestring)
-        try:
-            (root / "frames").mkdir(parents=True)
-            probe = root / ".write-test"
-            probe.write_bytes(b"ok")
-            probe.unlink()
-        except OSError as error:
-            raise DriftwaveError(
-                f"cannot write to {root}: {error.strerror or error}",
-                field="batch.outdir",
-                hint="set batch.outdir to a folder you can write to",
-            ) from None
+        create_folder(root / "frames")
         return cls(root, timestring, filename_format)
 
     @classmethod
@@ -139,6 +129,21 @@ class RunFolder:
             return []
         entries = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
         return [(entry["from_frame"], settings_from_data(entry["settings"])) for entry in entries]
+
+
+def create_folder(folder: Path) -> None:
+    """``folder`` (and those above it), new and writable, or an error naming ``batch.outdir``."""
+    try:
+        folder.mkdir(parents=True)
+        probe = folder / ".write-test"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as error:
+        raise DriftwaveError(
+            f"cannot write to {folder}: {error.strerror or error}",
+            field="batch.outdir",
+            hint="set batch.outdir to a folder you can write to",
+        ) from None
 
 
 def written_frames(run: Path) -> list[Path]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -178,22 +179,7 @@ Event = (
     | VariantUpdate
     | BatchProgress
 )
-_EVENTS: dict[str, type] = {
-    kind.TYPE: kind
-    for kind in (
-        RunStarted,
-        Progress,
-        FrameWritten,
-        Log,
-        Failed,
-        Done,
-        LiveFrame,
-        State,
-        BatchStarted,
-        VariantUpdate,
-        BatchProgress,
-    )
-}
+_EVENTS: dict[str, type] = {kind.TYPE: kind for kind in typing.get_args(Event)}
 EVENTS = tuple(_EVENTS)
 
 

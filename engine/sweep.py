@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import DriftwaveError, collecting_notices
-from engine.outputs import new_timestring, write_bytes_atomically, written_frames
+from engine.outputs import create_folder, new_timestring, write_bytes_atomically, written_frames
 from engine.protocol import BatchProgress, BatchStarted, Done, Event, Log, Progress, RunStarted, VariantUpdate
 from engine.seeds import pick_seed
 from engine.settings import Settings
@@ -94,14 +94,7 @@ def new_batch(kind: str, variants: list[Variant], timestring: str | None = None)
     while root.exists():  # two batches in one second
         timestring = str(int(timestring) + 1)
         root = root.with_name(f"{kind}-{timestring}")
-    try:
-        root.mkdir(parents=True)
-    except OSError as error:
-        raise DriftwaveError(
-            f"cannot write to {root}: {error.strerror or error}",
-            field="batch.outdir",
-            hint="set batch.outdir to a folder you can write to",
-        ) from None
+    create_folder(root)
     seed = pick_seed()
     batch = Batch(kind, root, timestring, [_placed(variant, root, seed) for variant in variants], seed=seed)
     batch.records = {variant.name: _record(variant, root) for variant in batch.variants}

@@ -15,7 +15,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.mark.parametrize(
     "bench",
-    [["frame_ops.py", "--repeats", "1"], ["schedules.py", "--repeats", "1"], ["live.py", "--serve", "--seconds", "1"]],
+    [
+        ["frame_ops.py", "--repeats", "1"],
+        ["schedules.py", "--repeats", "1"],
+        ["live.py", "--serve", "--seconds", "1"],
+        ["sweep.py", "--variants", "2", "--frames", "2", "--backend", "preview"],
+    ],
     ids=lambda bench: " ".join(bench),
 )
 def test_a_bench_prints_one_json_object_last(bench):
