@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-VERSION = "1"
+VERSION = "2"
 
 
 def tiny_model_dir() -> Path:
@@ -88,6 +88,10 @@ def tiny_components() -> dict:
             pad_token_id=513,
         )
     )
+    # a trained CLIP's last LayerNorm has a bias; without one every token's mean is 0, and A1111's
+    # emphasis (which divides by the embeddings' mean) divides by rounding noise
+    last_norm = next(module for name, module in text_encoder.named_modules() if name.endswith("final_layer_norm"))
+    torch.nn.init.normal_(last_norm.bias, std=0.5)
     scheduler = EulerAncestralDiscreteScheduler(
         beta_start=0.00085,
         beta_end=0.012,
