@@ -64,7 +64,7 @@ def test_mean_guidance_pulls_towards_grey(tiny, wrt):
 @pytest.mark.parametrize("target", [-0.6, 0.6])
 def test_exposure_guidance_moves_the_mean_towards_the_target(tiny, target):
     plain = generate(tiny)
-    guided = generate(tiny, GuidanceRequest(options(exposure_target=target), {"exposure_scale": 40000.0}))
+    guided = generate(tiny, GuidanceRequest(options(exposure_target=target), {"exposure_scale": 20000.0}))
     goal = (target + 1) / 2
     assert abs(guided.mean() - goal) < abs(plain.mean() - goal) - 0.005
 
