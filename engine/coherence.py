@@ -311,13 +311,19 @@ def add_noise(
     perlin_cells: tuple[float, float] = (8, 8),
     octaves: int = 4,
     persistence: float = 0.5,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Deforum's grain (``noise.add_noise``): the frame blended, by ``amount``, with a noise image
-    (``cv2.addWeighted(frame, 1 - amount, noise, amount)``). ``perlin_cells`` = (perlin_w, perlin_h)."""
+    (``cv2.addWeighted(frame, 1 - amount, noise, amount)``). ``perlin_cells`` = (perlin_w, perlin_h).
+    With a ``mask`` the noise is multiplied by it, so where it is black the blend is with mid-gray
+    (Deforum's noise mask)."""
     if amount == 0:
         return image
     noise = _noise_image(seed, tuple(image.shape[1:]), kind, tuple(perlin_cells), octaves, persistence)
-    return torch.lerp(image, noise.to(image).unsqueeze(0), amount).clamp_(0, 1)
+    noise = noise.to(image).unsqueeze(0)
+    if mask is not None:
+        noise = torch.lerp(torch.full_like(noise, 0.5), noise, mask.to(image))
+    return torch.lerp(image, noise, amount).clamp_(0, 1)
 
 
 def add_white_noise(image: torch.Tensor, amount: float, seed: int) -> torch.Tensor:

@@ -118,7 +118,6 @@ _FEATURE_SWITCHES = {
     "use_looper",
     "r_upscale_video",
     "restore_faces",
-    "use_noise_mask",
 }
 CLIP_NAMES = {
     "vit-l/14": "openai/clip-vit-large-patch14",

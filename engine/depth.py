@@ -10,7 +10,6 @@ stays near 1, so camera speeds match flat depth. ``depth_model = "flat"`` loads 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.errors import DriftwaveError
+from engine.hub import load_pretrained
 from engine.images import write_image
 
 DEPTH_RANGE = 0.6  # half the spread of depth around the flat plane at weight 1
@@ -92,33 +91,12 @@ def load_depth_model(name: str, device: torch.device | str, dtype: torch.dtype |
         return None
     device = torch.device(device)
     dtype = dtype or (torch.float16 if device.type == "cuda" else torch.float32)
-    path = Path(name).expanduser()
-    if not path.is_dir() and (name.startswith((".", "/", "~")) or name.count("/") > 1):
-        raise DriftwaveError(f"depth model {name} does not exist", field=FIELD, hint=HINT)
     from transformers import AutoImageProcessor, AutoModelForDepthEstimation
 
-    source = str(path) if path.is_dir() else name
-    try:
-        processor = _from_pretrained(AutoImageProcessor, source)
-        model = _from_pretrained(AutoModelForDepthEstimation, source, dtype=dtype)
-    except (OSError, ValueError, KeyError, RuntimeError, TypeError, ImportError) as error:
-        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise DriftwaveError(f"cannot load depth model {name}: {reason}", field=FIELD, hint=HINT) from None
+    found = {"what": "depth model", "field": FIELD, "hint": HINT}
+    processor = load_pretrained(AutoImageProcessor, name, **found)
+    model = load_pretrained(AutoModelForDepthEstimation, name, **found, dtype=dtype)
     return DepthEstimator(model.to(device).eval(), processor, device, dtype)
-
-
-def _from_pretrained(loader: Any, name: str, **options: Any) -> Any:
-    """From the local cache or folder first; the hub only when not offline (HF_HUB_OFFLINE)."""
-    try:
-        return loader.from_pretrained(name, local_files_only=True, **options)
-    except OSError:
-        if Path(name).is_dir():
-            raise
-        if os.environ.get("HF_HUB_OFFLINE", "").upper() in ("1", "ON", "YES", "TRUE"):
-            raise DriftwaveError(
-                f"depth model {name} is not downloaded and HF_HUB_OFFLINE is set", field=FIELD, hint=HINT
-            ) from None
-    return loader.from_pretrained(name, **options)
 
 
 def depth_map(estimator: DepthEstimator | None, image: torch.Tensor, weight: float) -> torch.Tensor:

@@ -101,6 +101,8 @@ class FrameParams:
     cadence_flow_factor: float  # how far the in-betweens move along the measured flow
     redo_flow_factor: float  # how far the optical-flow redo moves its trial
     controlnet: tuple[ControlValues, ...]  # each [[controlnet]] unit's values, in order
+    mask: str  # the mask schedule's expression here (see engine.masks)
+    noise_mask: str  # the noise mask schedule's
 
     def overridden(
         self, *, strength: float | None = None, cfg: float | None = None, prompt: FramePrompt | None = None

@@ -26,6 +26,7 @@ from engine.frame_params import FrameParams
 from engine.guidance import GuidanceRequest, extract_palette
 from engine.hybrid import HybridVideo
 from engine.images import from_array, load_image
+from engine.masks import FrameMasks, adjusted, mask_from_file
 from engine.prompts import FramePrompt
 from engine.seeds import redo_seed
 from engine.settings import Settings
@@ -34,7 +35,8 @@ from engine.settings import Settings
 class FrameStep:
     """Makes frames for one set of settings on one backend.
 
-    ``init``/``mask``: the init image and its mask (see :func:`load_init_and_mask`);
+    ``init``: the init image (see :func:`load_init_and_mask`); ``masks``: the inpainting and grain
+    masks per frame (None: no masks);
     ``depth_model``: 3D depth warping (None: flat); ``hybrid``: the hybrid video of a run;
     ``depth_maps``: where depth maps go when the settings save them; ``controls``: the ControlNet
     units' control images.
@@ -46,14 +48,14 @@ class FrameStep:
         backend: Backend,
         *,
         init: torch.Tensor | None = None,
-        mask: torch.Tensor | None = None,
+        masks: FrameMasks | None = None,
         depth_model=None,
         hybrid: HybridVideo | None = None,
         depth_maps: Path | None = None,
         controls: ControlImages | None = None,
     ) -> None:
         self.settings, self.backend = settings, backend
-        self.init_image, self.mask = init, mask
+        self.init_image, self.masks = init, masks
         self.depth_model, self.hybrid, self.depth_maps = depth_model, hybrid, depth_maps
         self.controls = controls
         self._matcher: coherence.ColorReference | None = None
@@ -64,8 +66,9 @@ class FrameStep:
     def first(self, params: FrameParams) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The first frame, from the init image or from noise: (image, colour reference)."""
         init = self.first_init(params.seed)
-        image = self.generate(self.request(params, init, self.first_strength()), params.frame)
-        image, reference = self.after_generation(image, None, init)
+        keep = self.first_mask() if init is not None else None
+        image = self.generate(self.request(params, init, self.first_strength(), keep), params.frame)
+        image, reference = self.after_generation(image, None, init, keep)
         return self.composite_after(image, params), reference
 
     def next(
@@ -73,9 +76,11 @@ class FrameStep:
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """The frame after ``previous``: (image, colour reference, the warped previous picture)."""
         warped = self.move(previous, params)
-        init = self.redo(self.prepare_init(warped, reference, params), warped, params)
-        image = self.generate(self.request(params, init, params.strength), params.frame)
-        image, reference = self.after_generation(image, reference, init)
+        init = self.prepare_init(warped, reference, params)
+        keep = self.masks.keep(params.frame, params.mask, init) if self.masks is not None else None
+        init = self.redo(init, warped, params, keep)
+        image = self.generate(self.request(params, init, params.strength, keep), params.frame)
+        image, reference = self.after_generation(image, reference, init, keep)
         return self.composite_after(image, params), reference, warped
 
     # -- the parts ------------------------------------------------------------------------------------
@@ -108,6 +113,10 @@ class FrameStep:
         if init is not None and options.add_init_noise and options.init_noise > 0:
             init = coherence.add_white_noise(init, options.init_noise * 2, seed)
         return init
+
+    def first_mask(self) -> torch.Tensor | None:
+        """The inpainting mask of a generation from the init image (frame 0, stills)."""
+        return self.masks.first() if self.masks is not None else None
 
     def first_strength(self) -> float:
         options = self.settings.init
@@ -154,7 +163,7 @@ class FrameStep:
 
     def prepare_init(self, warped: torch.Tensor, reference: torch.Tensor | None, params: FrameParams) -> torch.Tensor:
         """The warped frame made the next init, in Deforum's order: colour match, grayscale,
-        contrast, anti-blur, grain."""
+        contrast, anti-blur, grain (where the frame's grain mask says)."""
         image = self.match(warped, reference)
         if self.settings.coherence.color_force_grayscale:
             image = coherence.grayscale(image)
@@ -162,6 +171,9 @@ class FrameStep:
         sharp = params.unsharp
         image = coherence.unsharp_mask(image, sharp.kernel, sharp.sigma, sharp.amount, sharp.threshold)
         grain = self.settings.coherence
+        where = None
+        if self.masks is not None and params.noise > 0:
+            where = self.masks.grain(params.frame, params.mask, params.noise_mask, image)
         return coherence.add_noise(
             image,
             params.noise,
@@ -170,9 +182,12 @@ class FrameStep:
             perlin_cells=(grain.perlin_w, grain.perlin_h),
             octaves=grain.perlin_octaves,
             persistence=grain.perlin_persistence,
+            mask=where,
         )
 
-    def redo(self, init: torch.Tensor, warped: torch.Tensor, params: FrameParams) -> torch.Tensor:
+    def redo(
+        self, init: torch.Tensor, warped: torch.Tensor, params: FrameParams, keep: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Deforum's redos before the generation, from ``init``: with optical_flow_redo_generation
         a trial generation, moved along its flow from the ``warped`` previous picture by the redo
         flow factor, is the init; then each of diffusion_redo generations is the next one's init. The throwaway
@@ -182,22 +197,27 @@ class FrameStep:
             return init
         attempts = iter(range(1, 2 + options.diffusion_redo))
         if options.optical_flow_redo_generation != "None":
-            trial = self.backend.generate(self._throwaway(params, init, next(attempts)))
+            trial = self.backend.generate(self._throwaway(params, init, next(attempts), keep))
             flow = flow_between(warped, trial, options.optical_flow_redo_generation)
             init = along_flow(trial, flow, params.redo_flow_factor)
         for _ in range(options.diffusion_redo):
-            init = self.backend.generate(self._throwaway(params, init, next(attempts)))
+            init = self.backend.generate(self._throwaway(params, init, next(attempts), keep))
         return init
 
-    def _throwaway(self, params: FrameParams, init: torch.Tensor, attempt: int) -> GenerationRequest:
-        return self.request(dataclasses.replace(params, seed=redo_seed(params.seed, attempt)), init, params.strength)
+    def _throwaway(self, params: FrameParams, init: torch.Tensor, attempt: int, keep) -> GenerationRequest:
+        again = dataclasses.replace(params, seed=redo_seed(params.seed, attempt))
+        return self.request(again, init, params.strength, keep)
 
     def after_generation(
-        self, image: torch.Tensor, reference: torch.Tensor | None, init: torch.Tensor | None
+        self,
+        image: torch.Tensor,
+        reference: torch.Tensor | None,
+        init: torch.Tensor | None,
+        keep: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Deforum's order after a generation: the colour match again (unless legacy_colormatch),
-        grayscale, the mask overlay. Without a reference yet, this image (or the coherence image)
-        becomes it."""
+        grayscale, the overlay of ``init`` where the mask ``keep`` is light. Without a reference
+        yet, this image (or the coherence image) becomes it."""
         options = self.settings.coherence
         if reference is None:
             reference = image if options.color_coherence in ("LAB", "HSV", "RGB") else self._coherence_image
@@ -205,8 +225,8 @@ class FrameStep:
             image = self.match(image, reference)
         if options.color_force_grayscale:
             image = coherence.grayscale(image)
-        if self.mask is not None and self.settings.init.overlay_mask and init is not None:
-            keep = coherence.gaussian_blur(self.mask, self.settings.init.mask_overlay_blur * 2 + 1, 0)
+        if keep is not None and self.settings.init.overlay_mask and init is not None:
+            keep = coherence.gaussian_blur(keep, self.settings.init.mask_overlay_blur * 2 + 1, 0)
             image = keep * init + (1 - keep) * image
         return image, reference
 
@@ -224,7 +244,10 @@ class FrameStep:
             self._matcher = coherence.ColorReference(reference, "RGB" if space == "Image" else space)
         return self._matcher.match(image)
 
-    def request(self, params: FrameParams, init: torch.Tensor | None, strength: float) -> GenerationRequest:
+    def request(
+        self, params: FrameParams, init: torch.Tensor | None, strength: float, keep: torch.Tensor | None = None
+    ) -> GenerationRequest:
+        """The generation of ``params`` from ``init`` (None: from noise), kept where ``keep`` is light."""
         settings = self.settings
         sampling = settings.sampling
         return GenerationRequest(
@@ -237,7 +260,7 @@ class FrameStep:
             sampler=params.sampler,
             init=init,
             strength=strength,
-            mask=self.mask if init is not None else None,
+            mask=keep if init is not None else None,
             noise_multiplier=params.noise_multiplier,
             ddim_eta=params.ddim_eta,
             clip_skip=params.clip_skip,
@@ -297,7 +320,8 @@ def prompt_text(prompt: FramePrompt) -> str:
 
 
 def load_init_and_mask(settings: Settings, device) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """The init image and the inpainting mask (1 keeps the init), adjusted as the settings say."""
+    """The init image and the mask file (or the init's alpha) adjusted as the settings say, before
+    invert_mask (``{init_mask}`` of the mask schedules)."""
     options, size = settings.init, (settings.image.W, settings.image.H)
     rgba = (
         load_image(options.init_image, size, field="init.init_image")
@@ -310,10 +334,5 @@ def load_init_and_mask(settings: Settings, device) -> tuple[torch.Tensor | None,
     if options.use_alpha_as_mask:
         if rgba is None:
             raise DriftwaveError("use_alpha_as_mask needs an init image", field="init.use_alpha_as_mask")
-        gray = rgba[..., 3:4]
-    else:
-        picture = load_image(options.mask_file, size, field="init.mask_file")[..., :3]
-        gray = picture.mean(axis=2, keepdims=True).astype("uint8")
-    mask = from_array(gray, device)
-    mask = ((mask * options.mask_brightness_adjust - 0.5) * options.mask_contrast_adjust + 0.5).clamp(0, 1)
-    return (init, 1 - mask) if options.invert_mask else (init, mask)
+        return init, adjusted(from_array(rgba[..., 3:4], device), options)
+    return init, mask_from_file(settings, options.mask_file, device, field="init.mask_file")

@@ -28,6 +28,7 @@ from engine.errors import DriftwaveError, collecting_notices, notify
 from engine.frame_step import FrameStep, load_init_and_mask
 from engine.hybrid import hybrid_in_use
 from engine.images import write_image
+from engine.masks import FrameMasks
 from engine.plan import Plan, compile_plan
 from engine.prompts import PromptSchedule
 from engine.settings import Settings
@@ -103,7 +104,7 @@ class LiveSession:
         self.keep_statuses = keep_statuses
         self.controls = LiveControls()
         self.settings, self.plan = settings, compile_live(settings)
-        self.frame_step = _frame_step(settings, backend)
+        self.frame_step = _frame_step(settings, self.plan, backend)
         self._pending: tuple[Settings, Plan, FrameStep] | None = None
         self._lock = threading.Lock()
         self.image: torch.Tensor | None = None
@@ -122,7 +123,7 @@ class LiveSession:
     def edit(self, settings: Settings) -> None:
         """New settings from the next frame on; a bad edit raises here and changes nothing."""
         plan = compile_live(settings)
-        frame_step = _frame_step(settings, self.backend)  # the init image, ControlNet units: checked here too
+        frame_step = _frame_step(settings, plan, self.backend)  # the init image, ControlNet units: checked here too
         with self._lock:
             self._pending = (settings, plan, frame_step)
 
@@ -278,7 +279,7 @@ class LiveSession:
             update={"image": image.model_copy(update={"W": smaller[0], "H": smaller[1]})}
         )
         self.settings, self.image = resized, None  # the next frame starts fresh at the smaller size
-        self.frame_step = _frame_step(resized, self.backend)
+        self.frame_step = _frame_step(resized, self.plan, self.backend)
 
     def _fps(self) -> float:
         if len(self._times) < 2:
@@ -312,10 +313,11 @@ def live_limits(settings: Settings) -> list[str]:
     return limits
 
 
-def _frame_step(settings: Settings, backend: Backend) -> FrameStep:
+def _frame_step(settings: Settings, plan: Plan, backend: Backend) -> FrameStep:
     init, mask = load_init_and_mask(settings, backend.device)
+    masks = FrameMasks(settings, plan.text_schedules, backend.device, mask)
     batch = Path(settings.batch.outdir).expanduser() / settings.batch.batch_name
-    return FrameStep(settings, backend, init=init, mask=mask, controls=control_images_for(settings, backend, batch))
+    return FrameStep(settings, backend, init=init, masks=masks, controls=control_images_for(settings, backend, batch))
 
 
 def compile_live(settings: Settings) -> Plan:

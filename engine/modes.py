@@ -25,6 +25,7 @@ from engine.frame_params import FrameParams
 from engine.frame_step import FrameStep, load_init_and_mask, prompt_text
 from engine.hybrid import HybridVideo, hybrid_in_use
 from engine.images import from_array, load_image, write_image
+from engine.masks import FrameMasks
 from engine.outputs import RunFolder, deferred_interrupt
 from engine.plan import Plan, compile_run, interpolation_positions
 from engine.protocol import Event, FrameWritten, Log, Progress
@@ -63,10 +64,10 @@ class Modes:
         self.init_image, self.mask = load_init_and_mask(settings, backend.device)
         self.hybrid = self._hybrid_video(settings) if hybrid_in_use(settings) else None
         self.controls = control_images_for(settings, backend, run.root.parent, depth_model)
-        self.step = self._frame_step()
         if settings.animation.animation_mode == "Video Input":
             size = (settings.image.W, settings.image.H)
             self.video = open_video_input(settings.video_input, run.root.parent, size)
+        self.step = self._frame_step()
 
     def run_mode(self) -> list[Path]:
         mode = self.settings.animation.animation_mode
@@ -106,7 +107,13 @@ class Modes:
             self.settings,
             self.backend,
             init=self.init_image,
-            mask=self.mask,
+            masks=FrameMasks(
+                self.settings,
+                self.plan.text_schedules,
+                self.backend.device,
+                self.mask,
+                video_mask=self.video.mask if self.video is not None else None,
+            ),
             depth_model=self.depth_model,
             hybrid=self.hybrid,
             depth_maps=self.run.root / "depth",
@@ -217,12 +224,12 @@ class Modes:
         for index in range(start, total):
             self._follow_history(index)
             params = self.plan.frame(index)
-            source, keep = self.video.frame(index), self.video.mask(index)
+            source = self.video.frame(index)
             init = self.step.prepare_init(source, reference, params)
-            request = self.step.request(params, init, params.strength)
-            if keep is not None:
-                request.mask = keep
-            image, reference = self.step.after_generation(self.backend.generate(request), reference, init)
+            overlay = self.step.masks.keep(index, params.mask, init)  # use_mask: the mask schedule's
+            keep = overlay if self.settings.init.use_mask else self.video.mask(index)
+            request = self.step.request(params, init, params.strength, keep)
+            image, reference = self.step.after_generation(self.backend.generate(request), reference, init, overlay)
             if self.settings.coherence.color_coherence == "Video Input":
                 image = self._match_video(image, index)
             if keep is not None:
@@ -270,8 +277,9 @@ class Modes:
             if init is not None and index > 0:
                 init = self.step.warp(init, params)
             params = dataclasses.replace(params, prompt=prompts.at(index, self.plan.scope_at(index)))
-            request = self.step.request(params, init, settings.init.strength if init is not None else 0.0)
-            image, _ = self.step.after_generation(self.backend.generate(request), None, init)
+            keep = self.step.first_mask() if init is not None else None
+            request = self.step.request(params, init, settings.init.strength if init is not None else 0.0, keep)
+            image, _ = self.step.after_generation(self.backend.generate(request), None, init, keep)
             with deferred_interrupt():
                 self._write(index, image, params.seed, total)
             self._check_stop()
@@ -288,8 +296,10 @@ class Modes:
             for _ in range(batch.n_batch * batch.n_samples):
                 params = self._unscheduled_seed(self.plan.frame(0), index)
                 params = dataclasses.replace(params, prompt=prompts.at(int(key.position)))
-                request = self.step.request(params, self.init_image, self.step.first_strength())
-                image, _ = self.step.after_generation(self.backend.generate(request), None, self.init_image)
+                init = self.init_image
+                keep = self.step.first_mask() if init is not None else None
+                request = self.step.request(params, init, self.step.first_strength(), keep)
+                image, _ = self.step.after_generation(self.backend.generate(request), None, init, keep)
                 images.append(image)
                 with deferred_interrupt():
                     paths.append(self._write(index, image, params.seed, total, prompt=key.scene.source))

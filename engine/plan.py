@@ -16,6 +16,7 @@ import numpy as np
 
 from engine.errors import DriftwaveError, ErrorGroup, ScheduleError, SettingsError, collecting_notices, notify
 from engine.frame_params import ControlValues, FrameParams, HybridMix, Motion2D, Motion3D, Unsharp, unit
+from engine.masks import parse_mask
 from engine.prompts import PromptOptions, PromptSchedule, compile_prompts
 from engine.samplers import SAMPLERS, canonical_sampler
 from engine.schedule import Schedule, TextSchedule, Timeline, compile_schedule, compile_text_schedule
@@ -114,6 +115,8 @@ class Plan:
                 ControlValues(*(value(f"controlnet.{n}.{name}") for name in CONTROL_SCHEDULES))
                 for n in range(1, len(settings.controlnet) + 1)
             ),
+            mask=self.text_schedules["init.mask_schedule"].at(index),
+            noise_mask=self.text_schedules["coherence.noise_mask_schedule"].at(index),
         )
 
     def guidance_on(self) -> set[str]:
@@ -121,6 +124,7 @@ class Plan:
         return {name for name in GUIDANCE_SCALES if (self.values[f"guidance.{name}"] != 0).any()}
 
 
+MASK_SCHEDULES = ("init.mask_schedule", "coherence.noise_mask_schedule")
 CONTROL_SCHEDULES = ("weight", "guidance_start", "guidance_end")  # a ControlNet unit's, as ControlValues holds them
 MOTION_3D_FIELDS = (
     "translation_x",
@@ -263,6 +267,9 @@ def _compile_schedules(plan: Plan, names: set[str], problems: _Problems) -> None
     samplers = plan.text_schedules.get("sampling.sampler_schedule")
     if samplers is not None:
         problems.attempt("sampling.sampler_schedule", lambda: _check_samplers(samplers))
+    for path in MASK_SCHEDULES:
+        if path in plan.text_schedules:
+            problems.attempt(path, lambda path=path: _check_masks(plan.text_schedules[path]))
 
 
 def _compile_prompts(plan: Plan, names: set[str], problems: _Problems) -> None:
@@ -397,6 +404,11 @@ def uses_beat_positions(settings: Settings) -> bool:
     texts = [getattr(getattr(settings, group), name) for group, name in fields_of_kind("schedule")]
     texts += [f"{key}:" for key in settings.prompts]
     return any(_BEAT_POSITION.search(text) for text in texts)
+
+
+def _check_masks(schedule: TextSchedule) -> None:
+    for _, text in schedule.keys:
+        parse_mask(text, field=schedule.field)
 
 
 def _check_samplers(schedule: TextSchedule) -> None:

@@ -19,6 +19,7 @@ from engine.frame_interpolation import write_interpolated_video
 from engine.frame_values import as_csv, as_srt, values_table, write_atomically
 from engine.hybrid import check_hybrid, hybrid_in_use
 from engine.images import load_image
+from engine.masks import check_masks
 from engine.modes import Modes, depth_model_for
 from engine.outputs import RunFolder
 from engine.plan import Plan, check_camera, compile_run, interpolation_length, without_missing_track
@@ -98,6 +99,7 @@ def prepared(settings: Settings) -> tuple[Settings, Plan]:
     preflight(settings)
     plan = compile_run(settings)
     check_camera(plan)
+    check_masks(settings, plan.text_schedules)
     return settings, plan
 
 

@@ -203,6 +203,10 @@ class CoherenceSettings(Group):
         description="generate twice: a trial, then the trial moved along its flow from the init is the init (slower)",
     )
     redo_flow_factor_schedule: ScheduleText = schedule("0:(1)", "how far along the flow the redo moves the trial")
+    use_noise_mask: bool = Field(False, description="grain only where noise_mask_schedule's mask is light")
+    noise_mask_schedule: str = text_schedule(
+        '0: ("{init_mask}")', "where the grain goes (use_noise_mask), written as mask_schedule"
+    )
     diffusion_redo: int = Field(
         0, ge=0, le=50, description="generate this many times before the frame, each the next one's init (slower)"
     )
@@ -370,6 +374,14 @@ class InitSettings(Group):
     mask_contrast_adjust: float = Field(1.0, ge=0, description="mask contrast factor")
     overlay_mask: bool = Field(True, description="paste the kept area back after diffusion")
     mask_overlay_blur: int = Field(4, ge=0, le=64, description="blur of the overlay mask edge")
+    mask_schedule: str = text_schedule(
+        '0: ("{init_mask}")',
+        "the mask from frame 1 on (use_mask): {init_mask}, {video_mask}, {human_mask}, {everywhere}, "
+        "[file.png], <words> joined by ! & | ^ \\ and ( )",
+    )
+    word_mask_model: str = Field(
+        "CIDAS/clipseg-rd64-refined", description="the CLIPSeg model (hub id or folder) of <words> and {human_mask}"
+    )
 
 
 GUIDANCE_SCALES = (
