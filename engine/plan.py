@@ -16,7 +16,7 @@ import numpy as np
 
 from engine.errors import DriftwaveError, ErrorGroup, ScheduleError, SettingsError, collecting_notices, notify
 from engine.frame_params import ControlValues, FrameParams, HybridMix, Motion2D, Motion3D, Unsharp, unit
-from engine.masks import parse_mask
+from engine.mask_syntax import parse_mask
 from engine.prompts import PromptOptions, PromptSchedule, compile_prompts
 from engine.samplers import SAMPLERS, canonical_sampler
 from engine.schedule import Schedule, TextSchedule, Timeline, compile_schedule, compile_text_schedule

@@ -20,7 +20,8 @@ from engine.backends import load_backend
 from engine.deforum import import_deforum_data
 from engine.errors import DriftwaveError, collecting_notices
 from engine.frame_step import FrameStep, load_init_and_mask
-from engine.masks import Binary, FrameMasks, Leaf, Not, parse_mask
+from engine.mask_syntax import Binary, Leaf, Not, parse_mask
+from engine.masks import FrameMasks
 from engine.plan import compile_plan
 from engine.presets import settings_from_data
 from engine.render import render

@@ -71,6 +71,14 @@ async def until(pilot, condition, what: str, seconds: float = 60.0) -> None:
     raise AssertionError(f"{what}: not within {seconds:g} s")
 
 
+async def click(pilot, selector: str) -> None:
+    """Click a button once its last press has ended: a Button ignores clicks while it shows
+    its 0.2 s press effect, so two quick clicks on one button would be one."""
+    button = pilot.app.query_one(selector)
+    await until(pilot, lambda: not button.has_class("-active"), f"{selector}'s press effect ends")
+    await pilot.click(selector)
+
+
 def text(app: DriftwaveApp, selector: str) -> str:
     return str(app.query_one(selector, Static).render())
 
@@ -104,10 +112,10 @@ async def test_prompts_edit_validate_add_and_remove():
         assert "unclosed '('" in text(app, "#prompt-error")
         assert app.session.settings.prompts["0"] == "a (glowing:1.3) jellyfish --neg blurry"  # the bad edit is refused
         area.load_text("calm sea")
-        await pilot.click("#add-prompt")
+        await click(pilot, "#add-prompt")
         await pilot.pause()
         assert set(app.session.settings.prompts) == {"0", "24", "48", "78"}
-        await pilot.click("#remove-prompt")
+        await click(pilot, "#remove-prompt")
         await pilot.pause()
         assert set(app.session.settings.prompts) == {"0", "24", "48"}
 
@@ -153,11 +161,11 @@ async def test_audio_filters_add_and_reject_bad_names():
         pane = app.query_one(AudioPane)
         for field, value in (("name", "fMid"), ("center", "400"), ("width", "200"), ("order", "4")):
             pane.query_one(f"#filter-{field}", Input).value = value
-        await pilot.click("#filter-save")
+        await click(pilot, "#filter-save")
         await pilot.pause()
         assert [f.name for f in app.session.settings.audio.filters] == ["fLo", "fHi", "fMid"]
         pane.query_one("#filter-name", Input).value = "t"
-        await pilot.click("#filter-save")
+        await click(pilot, "#filter-save")
         await pilot.pause()
         assert "built-in name" in text(app, "#audio-error")
         assert len(app.session.settings.audio.filters) == 3
@@ -263,7 +271,7 @@ async def test_save_keeps_comments_and_quit_guards_unsaved_edits(tmp_path):
         await pilot.pause()
         await pilot.press("ctrl+q")
         await until(pilot, lambda: app.screen.query("#save"), "asked: save, discard or cancel")
-        await pilot.click("#save")
+        await click(pilot, "#save")
         await pilot.pause()
     saved = preset.read_text()
     assert '0 = "a quiet harbour"' in saved and "# a steady push in, kicked forward by the bass" in saved
@@ -298,12 +306,12 @@ async def test_open_asks_before_dropping_edits_and_loads_the_other_preset(tmp_pa
         await pilot.pause()
         app.action_open()
         await until(pilot, lambda: app.screen.query("#stay"), "asked before dropping the edits")
-        await pilot.click("#stay")  # Cancel: nothing changes
+        await click(pilot, "#stay")  # Cancel: nothing changes
         await until(pilot, lambda: not app.screen.query("#stay"), "the question closes")
         assert app.session.settings.prompts["0"] == "an edit not yet saved"
         app.action_open()
         await until(pilot, lambda: app.screen.query("#discard"), "asked again")
-        await pilot.click("#discard")
+        await click(pilot, "#discard")
         await until(pilot, lambda: app.screen.query("#ask-input"), "asked for the preset")
         app.screen.query_one("#ask-input", Input).value = str(ROOT / "presets" / "zoom_tunnel.toml")
         await pilot.press("enter")
@@ -328,7 +336,7 @@ async def test_import_a_deforum_file_lists_its_warnings():
         assert any(line.startswith("import: ") for line in app.query_one(RenderPane).lines)
         app.action_import()
         await until(pilot, lambda: app.screen.query("#discard"), "asked before dropping the import")
-        await pilot.click("#discard")
+        await click(pilot, "#discard")
         await until(pilot, lambda: app.screen.query("#ask-input"), "asked for the file")
         app.screen.query_one("#ask-input", Input).value = str(ROOT / "missing.txt")
         await pilot.press("enter")
@@ -548,11 +556,11 @@ async def test_the_sweep_tab_runs_a_sweep_in_the_engine_and_a_second_tui_sees_it
         first.action_tab("sweep")
         await pilot.pause()
         first.query_one("#sweep-vary", Input).value = "seed=1..3; nosuch=2"
-        await pilot.click("#sweep-start")
+        await click(pilot, "#sweep-start")
         assert "unknown setting 'nosuch'" in text(first, "#sweep-status")  # said in the tab, nothing sent
         first.query_one("#sweep-vary", Input).value = "seed=1..3"
         first.query_one("#sweep-workers", Input).value = "2"
-        await pilot.click("#sweep-start")
+        await click(pilot, "#sweep-start")
         await until_state(first, pilot, "done", "error", "cancelled")
         assert first.engine_state == "done", first.job
         table = first.query_one("#sweep-table", DataTable)
