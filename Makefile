@@ -25,6 +25,7 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet $(TORCH)
 	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet --no-deps spandrel==0.4.2  # upscale models; torchvision is the user's
 	touch $(STAMP)
 
 # Debian packages the code and its tests need (PortAudio for sounddevice, PulseAudio for the

@@ -22,6 +22,7 @@ from engine.samplers import APPROXIMATIONS, canonical_sampler, sampler_key
 from engine.schedule import split_top_level
 from engine.settings import (
     FIELDS,
+    NCNN_UPSCALE_MODELS,
     AnimationSettings,
     ControlNetUnit,
     Settings,
@@ -116,7 +117,6 @@ NO_EFFECT = {
 _FEATURE_SWITCHES = {
     "hybrid_generate_human_masks",
     "use_looper",
-    "r_upscale_video",
     "restore_faces",
 }
 CLIP_NAMES = {
@@ -347,6 +347,9 @@ def _convert(name: str, value: Any, warnings: list[str], comments: dict[str, str
     if name == "frame_interpolation_engine" and str(value) not in ("None", "Flow"):
         warnings.append(f"frame_interpolation_engine {value!r} needs its model; interpolating along the optical flow")
         return "Flow"
+    if name == "r_upscale_model" and value in NCNN_UPSCALE_MODELS:
+        warnings.append(f"r_upscale_model {value!r} is realesrgan-ncnn's; upscaling with lanczos until it names a file")
+        return "lanczos"
     if name == "clip_name":
         return CLIP_NAMES.get(str(value).lower(), value)
     if name == "grad_inject_timing" and value is None:

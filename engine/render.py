@@ -27,6 +27,7 @@ from engine.presets import save_preset
 from engine.protocol import Done, Event, Log, RunStarted
 from engine.seeds import pick_seed
 from engine.settings import Settings
+from engine.upscale import check_upscale, write_upscaled_video
 from engine.video import write_gif, write_video
 from engine.video_input import probe
 
@@ -86,8 +87,11 @@ def render(
     frames = modes.run_mode()
     result = RenderResult(run.root, frames, None, settings)
     if settings.animation.animation_mode != "None" and not settings.video.skip_video_creation:
-        result.video = _write_videos(run, settings, modes.plan, frames, emit)
-    result.outputs = [*frames, *([result.video] if result.video else [])]
+        videos = _write_videos(run, settings, modes.plan, frames, emit, backend.device)
+        result.video = videos[0]
+        result.outputs = [*frames, *videos]
+    else:
+        result.outputs = list(frames)
     emit(Done([str(path) for path in result.outputs]))
     return result
 
@@ -128,6 +132,7 @@ def preflight(settings: Settings) -> None:
         if settings.hybrid.hybrid_use_init_image:
             load_image(init.init_image, field="init.init_image")
     check_controlnet(settings)
+    check_upscale(settings.video)
 
 
 def _with_length(settings: Settings) -> Settings:
@@ -227,7 +232,8 @@ def _resumed_settings(run: RunFolder, requested: Settings) -> Settings:
     return saved
 
 
-def _write_videos(run: RunFolder, settings: Settings, plan: Plan, frames: list[Path], emit) -> Path:
+def _write_videos(run: RunFolder, settings: Settings, plan: Plan, frames: list[Path], emit, device) -> list[Path]:
+    """video.mp4 (its subtitles and GIF), then the interpolated and upscaled videos asked for."""
     options, fps = settings.video, settings.animation.fps
     audio, offset = soundtrack(settings, emit)
     try:
@@ -245,14 +251,25 @@ def _write_videos(run: RunFolder, settings: Settings, plan: Plan, frames: list[P
         write_atomically(video.with_suffix(".srt"), as_srt(values_table(plan), fps))
     if options.make_gif:
         write_gif(video, run.root / "video.gif", fps)
-    if options.frame_interpolation_engine != "None":
-        chosen = frames[: options.max_video_frames or None]
-        emit(Log(f"interpolating {len(chosen)} frames x{options.frame_interpolation_x_amount} along the optical flow"))
-        emit(Log(f"wrote {write_interpolated_video(chosen, run.root, fps, options, audio=audio, offset=offset)}"))
+    videos = [video, *_write_derived_videos(run.root, options, fps, frames, (audio, offset), emit, device)]
     if options.delete_imgs:
         for frame in frames:
             frame.unlink(missing_ok=True)
-    return video
+    return videos
+
+
+def _write_derived_videos(folder: Path, options, fps: float, frames: list[Path], sound, emit, device) -> list[Path]:
+    """The interpolated and the upscaled video of the frames the video shows, when asked for."""
+    chosen, (audio, offset), videos = frames[: options.max_video_frames or None], sound, []
+    if options.frame_interpolation_engine != "None":
+        emit(Log(f"interpolating {len(chosen)} frames x{options.frame_interpolation_x_amount} along the optical flow"))
+        videos.append(write_interpolated_video(chosen, folder, fps, options, audio=audio, offset=offset))
+        emit(Log(f"wrote {videos[-1]}"))
+    if options.r_upscale_video:
+        emit(Log(f"upscaling {len(chosen)} frames {options.r_upscale_factor} with {options.r_upscale_model}"))
+        videos.append(write_upscaled_video(chosen, folder, fps, options, device, audio=audio, offset=offset))
+        emit(Log(f"wrote {videos[-1]}"))
+    return videos
 
 
 def soundtrack(settings: Settings, emit) -> tuple[Path | None, float]:

@@ -438,6 +438,10 @@ class GuidanceSettings(Group):
     )
 
 
+NCNN_UPSCALE_MODELS = ("realesr-animevideov3", "realesrgan-x4plus", "realesrgan-x4plus-anime")
+"""The realesrgan-ncnn models Deforum's r_upscale_model names: not files, upscaled with Lanczos here."""
+
+
 class VideoOutputSettings(Group):
     skip_video_creation: bool = Field(False, description="write frames only, no video")
     make_gif: bool = Field(False, description="also write an animated GIF")
@@ -458,6 +462,17 @@ class VideoOutputSettings(Group):
     )
     frame_interpolation_slow_mo_amount: int = Field(2, ge=2, le=10, description="how many times slower (slow-mo)")
     frame_interpolation_keep_imgs: bool = Field(False, description="keep the interpolated frames in interpolated_xN/")
+    r_upscale_video: bool = Field(
+        False, description="also write video_upscaled_xN.mp4, the frames upscaled after the render (Deforum's step)"
+    )
+    r_upscale_factor: Literal["x2", "x3", "x4"] = Field("x2", description="how many times wider and taller")
+    r_upscale_model: str = Field(
+        "lanczos",
+        description="a Real-ESRGAN-style model file (.pth / .safetensors, run on the device), or bicubic / lanczos "
+        "(no weights)",
+    )
+    r_upscale_keep_imgs: bool = Field(True, description="keep the upscaled frames in upscaled_xN/")
+    r_upscale_tile: int = Field(256, ge=0, description="tile size in pixels the model runs on (0 = whole frames)")
 
 
 AUDIO_BUILTINS = ("amp", "onset", "beat", "bpm")  # provided by the audio module
