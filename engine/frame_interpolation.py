@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from engine.flow import flow_between, morph
-from engine.images import from_array, to_array, write_image
+from engine.images import from_array, to_array
 from engine.settings import VideoOutputSettings
-from engine.video import encode_video, read_frame
+from engine.video import encode_video, kept_as_images, read_frame
 
 FLOW_METHOD = "DIS Medium"
 
@@ -55,12 +55,5 @@ def write_interpolated_video(
         rate, audio = rate / options.frame_interpolation_slow_mo_amount, None
     pictures = interpolated(frames, amount)
     if options.frame_interpolation_keep_imgs:
-        pictures = _kept(pictures, folder / f"interpolated_x{amount}")
+        pictures = kept_as_images(pictures, folder / f"interpolated_x{amount}")
     return encode_video(pictures, folder / interpolated_name(options), rate, audio=audio, audio_offset=offset)
-
-
-def _kept(pictures: Iterator[np.ndarray], folder: Path) -> Iterator[np.ndarray]:
-    folder.mkdir(exist_ok=True)
-    for index, picture in enumerate(pictures):
-        write_image(picture, folder / f"{index:06}.png")
-        yield picture

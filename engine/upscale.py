@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from engine.errors import DriftwaveError, notify
-from engine.images import from_array, to_array, write_image
+from engine.images import from_array, to_array
 from engine.settings import NCNN_UPSCALE_MODELS, VideoOutputSettings
-from engine.video import encode_video, read_frame
+from engine.video import encode_video, kept_as_images, read_frame
 
 FIELD = "video.r_upscale_model"
 RESIZERS = {"bicubic": cv2.INTER_CUBIC, "lanczos": cv2.INTER_LANCZOS4}
@@ -148,15 +148,8 @@ def write_upscaled_video(
     upscaler = load_upscaler(options.r_upscale_model, device, tile=options.r_upscale_tile)
     pictures = upscaled(frames, upscaler, factor)
     if options.r_upscale_keep_imgs:
-        pictures = _kept(pictures, folder / f"upscaled_{options.r_upscale_factor}")
+        pictures = kept_as_images(pictures, folder / f"upscaled_{options.r_upscale_factor}")
     return encode_video(pictures, folder / upscaled_name(options), fps, audio=audio, audio_offset=offset)
-
-
-def _kept(pictures: Iterator[np.ndarray], folder: Path) -> Iterator[np.ndarray]:
-    folder.mkdir(exist_ok=True)
-    for index, picture in enumerate(pictures):
-        write_image(picture, folder / f"{index:06}.png")
-        yield picture
 
 
 def check_upscale(options: VideoOutputSettings) -> None:

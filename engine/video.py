@@ -14,7 +14,7 @@ import re
 import signal
 import subprocess
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -23,7 +23,7 @@ import imageio_ffmpeg
 import numpy as np
 
 from engine.errors import DriftwaveError
-from engine.images import to_array
+from engine.images import to_array, write_image
 
 
 class H264Writer:
@@ -130,6 +130,14 @@ def encode_video(
         writer.abort()
         raise
     return mux_audio(silent, audio, audio_offset, path)
+
+
+def kept_as_images(pictures: Iterable[np.ndarray], folder: Path) -> Iterator[np.ndarray]:
+    """``pictures``, each also written to ``folder`` as 000000.png, 000001.png... as it passes."""
+    folder.mkdir(exist_ok=True)
+    for index, picture in enumerate(pictures):
+        write_image(picture, folder / f"{index:06}.png")
+        yield picture
 
 
 def mux_audio(silent: Path, audio: Path | None, offset: float, path: Path) -> Path:

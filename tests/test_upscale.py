@@ -15,6 +15,7 @@ import soundfile
 import torch
 from safetensors.torch import save_file
 from test_frame_interpolation import CLICK, RATE, click_time, frames_of
+from test_frame_interpolation import settings_for as interpolation_settings
 from test_hybrid import texture
 
 from engine.backends import load_backend
@@ -22,7 +23,6 @@ from engine.deforum import import_deforum_data
 from engine.errors import DriftwaveError, collecting_notices
 from engine.esrgan import RRDBNet, SRVGGNetCompact
 from engine.images import from_array, to_array
-from engine.presets import settings_from_data
 from engine.render import render
 from engine.settings import ModelSettings, VideoOutputSettings
 from engine.upscale import load_upscaler
@@ -149,22 +149,12 @@ def test_the_no_weights_upscalers_are_opencvs_resize(name, interpolation):
 
 
 def settings_for(tmp_path, audio=None, **video):
-    data = {
-        "animation": {"animation_mode": "2D", "max_frames": 20, "fps": 10},
-        "image": {"W": 64, "H": 64},
-        "batch": {"outdir": str(tmp_path / "out")},
-        "prompts": {"0": "waves"},
-        "model": {"backend": "preview"},
-        "motion": {"translation_x": "0:(2)", "zoom": "0:(1)", "angle": "0:(0)"},
-        "audio": {"file": str(audio) if audio else ""},
-        "video": {"r_upscale_video": True, **video},
-    }
-    with collecting_notices():
-        return settings_from_data(data)
+    """test_frame_interpolation's 30 frames of 64x64, upscaled instead of interpolated."""
+    return interpolation_settings(tmp_path, audio, frame_interpolation_engine="None", r_upscale_video=True, **video)
 
 
 def test_a_render_writes_the_upscaled_video_with_its_sound_in_sync(tmp_path, preview):
-    sound = np.zeros(RATE * 3, np.float32)
+    sound = np.zeros(RATE * 4, np.float32)
     sound[int(CLICK * RATE) : int(CLICK * RATE) + 48] = 0.9
     soundfile.write(tmp_path / "click.wav", sound, RATE)
     model = release_file(random_network("compact-x2"), tmp_path / "realesr-tiny-x2.pth")
@@ -173,10 +163,10 @@ def test_a_render_writes_the_upscaled_video_with_its_sound_in_sync(tmp_path, pre
     video = result.folder / "video_upscaled_x2.mp4"
     assert video in result.outputs
     upscaled, plain = frames_of(video, 128), frames_of(result.video)
-    assert len(upscaled) == len(plain) == 20
+    assert len(upscaled) == len(plain) == 30
     assert click_time(video) == pytest.approx(click_time(result.video), abs=0.002)
     kept = sorted((result.folder / "upscaled_x2").glob("*.png"))
-    assert len(kept) == 20
+    assert len(kept) == 30
     expected = load_upscaler(str(model), "cpu", tile=32).upscale(from_array(read_frame(result.frames[7])), 2)
     assert np.array_equal(read_frame(kept[7]), to_array(expected))
     shrunk = cv2.resize(upscaled[7], (64, 64), interpolation=cv2.INTER_AREA).astype(int)
@@ -185,7 +175,7 @@ def test_a_render_writes_the_upscaled_video_with_its_sound_in_sync(tmp_path, pre
 
 def test_without_keep_imgs_only_the_video_stays(tmp_path, preview):
     result = render(settings_for(tmp_path, r_upscale_factor="x3", r_upscale_keep_imgs=False), backend=preview)
-    assert len(frames_of(result.folder / "video_upscaled_x3.mp4", 192)) == 20
+    assert len(frames_of(result.folder / "video_upscaled_x3.mp4", 192)) == 30
     assert not (result.folder / "upscaled_x3").exists()
 
 
@@ -205,7 +195,7 @@ def test_deforums_ncnn_model_names_upscale_with_lanczos_and_say_so(tmp_path, pre
     with collecting_notices() as notices:
         result = render(settings_for(tmp_path, r_upscale_model="realesr-animevideov3"), backend=preview)
     assert any("realesr-animevideov3 is realesrgan-ncnn's model" in notice for notice in notices)
-    assert len(frames_of(result.folder / "video_upscaled_x2.mp4", 128)) == 20
+    assert len(frames_of(result.folder / "video_upscaled_x2.mp4", 128)) == 30
 
 
 def test_a1111_files_import_the_upscale_keys():
