@@ -271,7 +271,7 @@ async def test_save_keeps_comments_and_quit_guards_unsaved_edits(tmp_path):
         await pilot.pause()
         await pilot.press("ctrl+q")
         await until(pilot, lambda: app.screen.query("#save"), "asked: save, discard or cancel")
-        await click(pilot, "#save")
+        await pilot.click("#save")
         await pilot.pause()
     saved = preset.read_text()
     assert '0 = "a quiet harbour"' in saved and "# a steady push in, kicked forward by the bass" in saved
@@ -306,12 +306,12 @@ async def test_open_asks_before_dropping_edits_and_loads_the_other_preset(tmp_pa
         await pilot.pause()
         app.action_open()
         await until(pilot, lambda: app.screen.query("#stay"), "asked before dropping the edits")
-        await click(pilot, "#stay")  # Cancel: nothing changes
+        await pilot.click("#stay")  # Cancel: nothing changes
         await until(pilot, lambda: not app.screen.query("#stay"), "the question closes")
         assert app.session.settings.prompts["0"] == "an edit not yet saved"
         app.action_open()
         await until(pilot, lambda: app.screen.query("#discard"), "asked again")
-        await click(pilot, "#discard")
+        await pilot.click("#discard")
         await until(pilot, lambda: app.screen.query("#ask-input"), "asked for the preset")
         app.screen.query_one("#ask-input", Input).value = str(ROOT / "presets" / "zoom_tunnel.toml")
         await pilot.press("enter")
@@ -336,7 +336,7 @@ async def test_import_a_deforum_file_lists_its_warnings():
         assert any(line.startswith("import: ") for line in app.query_one(RenderPane).lines)
         app.action_import()
         await until(pilot, lambda: app.screen.query("#discard"), "asked before dropping the import")
-        await click(pilot, "#discard")
+        await pilot.click("#discard")
         await until(pilot, lambda: app.screen.query("#ask-input"), "asked for the file")
         app.screen.query_one("#ask-input", Input).value = str(ROOT / "missing.txt")
         await pilot.press("enter")
