@@ -30,6 +30,7 @@ import numpy as np
 
 from engine.errors import ScheduleError, notify
 from engine.expression import Expression, compile_expression
+from engine.number_keyframes import read_number_keyframes
 
 Blend = Literal["tween", "hold"]
 BLENDS: tuple[Blend, ...] = ("tween", "hold")
@@ -39,13 +40,6 @@ TIMELINE_VARIABLES = ("max_f", "fps", "seed")  # constant over a run; usable in 
 _UNIT_POSITION = re.compile(r"^([0-9]*\.?[0-9]+)\s*([sb])$")
 _DEFORUM_NUMBER = re.compile(r"^(?=.)([+-]?([0-9]*)(\.([0-9]+))?)$")  # Deforum's check_is_number
 _PLAIN_POSITION = re.compile(r"[0-9]+(?:\.[0-9]+)?")
-_NUMBER = r"[+-]?(?:[0-9]+(?:\.[0-9]+)?|\.[0-9]+)"  # a number as Deforum's check_is_number takes one
-# every keyframe a whole frame (no leading zeros) and a number: read at once, no expression compiled
-_NUMBERS_ONLY = re.compile(rf"\s*(?:(?:0|[1-9][0-9]*)\s*:\s*(?:\(\s*{_NUMBER}\s*\)|{_NUMBER})\s*(?:,\s*|$))+")
-# the same as exports write it ("0: (1.0), 1: (1.02)" or without the spaces), checked first: twice as
-# fast to match
-_EXPORTED_NUMBERS = re.compile(rf"\s*(?:0|[1-9][0-9]*): ?\({_NUMBER}\)(?:, ?(?:0|[1-9][0-9]*): ?\({_NUMBER}\))*\s*")
-_PUNCTUATION_TO_SPACES = str.maketrans(":(),", "    ")
 
 
 @dataclass(frozen=True)
@@ -501,15 +495,13 @@ class NumericSchedule:
     def read(cls, source: str, timeline: Timeline, blend: Blend, field: str | None) -> NumericSchedule | None:
         """The schedule when ``source`` is numbers only; None where it needs the full reading
         (expressions, positions in seconds or beats, repeated frames, nothing before the end)."""
-        if not (_EXPORTED_NUMBERS.fullmatch(source) or _NUMBERS_ONLY.fullmatch(source)):
+        read = read_number_keyframes(source, before=timeline.frames if blend == "hold" else None)
+        if read is None:
             return None
-        tokens = source.translate(_PUNCTUATION_TO_SPACES).split()  # position, value, position, ...
-        if blend == "hold":
-            tokens = _before_the_end(tokens, timeline.frames)
-        numbers = np.array(tokens, dtype=np.float64).reshape(-1, 2)
-        positions, values = numbers[:, 0], numbers[:, 1]
-        order = np.argsort(positions, kind="stable")
-        positions, values = positions[order], values[order]
+        positions, values = read
+        if not (np.diff(positions) > 0).all():  # as exports write them, already in order
+            order = np.argsort(positions, kind="stable")
+            positions, values = positions[order], values[order]
         if len(positions) == 0 or (np.diff(positions) == 0).any():
             return None
         return cls(source, positions, values, timeline, blend, field)
@@ -519,19 +511,6 @@ class NumericSchedule:
 
     def at(self, frame: int, variables: Mapping[str, float] | None = None, *, seconds: float | None = None) -> float:
         return float(np.interp(frame, self._anchors, self._values))
-
-
-def _before_the_end(tokens: list[str], frames: int) -> list[str]:
-    """The (position, value) tokens of keyframes before frame ``frames``, the only ones hold
-    mode reads. Positions are whole numbers without leading zeros: shorter than the last frame's
-    digits is before it, as long compares as text."""
-    last = str(frames - 1)
-    positions = tokens[0::2]
-    lengths = np.fromiter(map(len, positions), dtype=np.int64, count=len(positions))
-    kept = lengths < len(last)
-    for k in np.flatnonzero(lengths == len(last)).tolist():
-        kept[k] = positions[k] <= last
-    return [tokens[i] for k in np.flatnonzero(kept).tolist() for i in (2 * k, 2 * k + 1)]
 
 
 def _order(keys: list[Keyframe], timeline: Timeline, blend: Blend, source: str, field: str | None) -> list[Keyframe]:

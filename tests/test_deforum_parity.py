@@ -110,7 +110,7 @@ def test_numbers_only_schedules_read_in_one_pass_give_the_full_readings_values(t
             compile_schedule(text, timeline, blend=blend)
         return
     fast = compile_schedule(text, timeline, blend=blend)
-    assert isinstance(fast, NumericSchedule) == ("3:(5)" not in text)
+    assert isinstance(fast, NumericSchedule) == ("3:(5)" not in text and "0: 0.5" not in text)
     assert np.abs(fast.evaluate() - full).max() <= 1e-12
     assert [fast.at(frame) for frame in (0, 4, 30, 119)] == pytest.approx(full[[0, 4, 30, 119]], abs=1e-12)
 
