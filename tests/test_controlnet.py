@@ -14,10 +14,11 @@ import pytest
 import torch
 from conftest import DATA
 from test_hybrid import texture
-from tiny_controlnet import save_tiny_controlnet
+from tiny_controlnet import a1111_state_dict, save_tiny_controlnet
 
 from engine.backends import load_backend
-from engine.backends.controlnets import Steering
+from engine.backends.base import ModelLoadError
+from engine.backends.controlnets import Steering, load_controlnet
 from engine.controlnet import ControlImages, ControlInput
 from engine.deforum import import_deforum_data
 from engine.errors import DriftwaveError, collecting_notices
@@ -96,6 +97,63 @@ def unet_inputs(tiny):
     conditioning = torch.randn(2, 77, tiny.unet.config.cross_attention_dim, generator=generator)
     images = [torch.rand(1, 3, SIZE, SIZE, generator=generator) for _ in range(2)]
     return sample, torch.tensor(500), conditioning, images
+
+
+def cache_the_config_diffusers_picks(monkeypatch, tmp_path: Path, folder: str) -> None:
+    """The hub's cache as loading lllyasviel/control_v11p_sd15_canny's config once leaves it, with
+    ``folder``'s config.json in it (the tiny architecture, where the real file has SD 1.5's)."""
+    import huggingface_hub.constants
+
+    revision = "0" * 40
+    repo = tmp_path / "hub" / "models--lllyasviel--control_v11p_sd15_canny"
+    (repo / "snapshots" / revision).mkdir(parents=True)
+    (repo / "snapshots" / revision / "config.json").write_text((Path(folder) / "config.json").read_text())
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+
+
+def steer(net, tiny):
+    sample, timestep, conditioning, images = unet_inputs(tiny)
+    control = images[0].expand(2, -1, -1, -1)
+    return net(sample, timestep, encoder_hidden_states=conditioning, controlnet_cond=control, return_dict=False)
+
+
+def test_a_controlnet_in_one_file_loads_as_its_folder_does(tmp_path, monkeypatch, tiny, nets, control_image):
+    from diffusers import ControlNetModel
+    from safetensors.torch import save_file
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cache_the_config_diffusers_picks(monkeypatch, tmp_path, nets[0])
+    folder = ControlNetModel.from_pretrained(nets[0])
+    a1111_file = tmp_path / "models" / "ControlNet" / "control_tiny_canny.safetensors"  # A1111's layout and names
+    a1111_file.parent.mkdir(parents=True)
+    save_file(a1111_state_dict(folder), a1111_file)
+    diffusers_file = Path(nets[0]) / "diffusion_pytorch_model.safetensors"  # beside its config.json
+    expected = steer(folder, tiny)
+    for file in (a1111_file, diffusers_file):
+        net = load_controlnet(str(file), torch.float32, "controlnet.1.model")
+        for a, b in zip([*steer(net, tiny)[0], steer(net, tiny)[1]], [*expected[0], expected[1]], strict=True):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+    by_folder = frames(tmp_path, tiny, [{"model": nets[0], "vid_path": control_image}], "folder")
+    by_file = frames(tmp_path, tiny, [{"model": str(a1111_file), "vid_path": control_image}], "file")
+    assert all(np.array_equal(a, b) for a, b in zip(by_folder, by_file, strict=True))
+
+
+def test_a_controlnet_file_without_its_config_stops_naming_the_unit(tmp_path, monkeypatch, tiny, nets):
+    import huggingface_hub.constants
+    from diffusers import ControlNetModel
+    from safetensors.torch import save_file
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    file = tmp_path / "control_tiny_canny.safetensors"
+    save_file(a1111_state_dict(ControlNetModel.from_pretrained(nets[0])), file)
+    with pytest.raises(ModelLoadError, match="needs its architecture's config") as error:
+        render(settings_for(tmp_path, [{"model": str(file), "module": "none"}]), backend=tiny)
+    assert error.value.field == "controlnet.1.model"
+    assert "config.json" in error.value.hint
+    assert not list((tmp_path / "out").rglob("*.png"))
 
 
 def test_two_units_sum_as_diffusers_multicontrolnet_does(tiny, nets):

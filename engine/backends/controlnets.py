@@ -11,6 +11,7 @@ more important" does that on the conditional prediction only (diffusers' guess m
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -23,6 +24,12 @@ HINT = "give a ControlNet hub id (lllyasviel/control_v11p_sd15_canny), a diffuse
 
 def load_controlnet(model: str, dtype: torch.dtype, field: str):
     """A ``ControlNetModel`` from a hub id, a diffusers folder or a single .safetensors/.ckpt file."""
+    with warnings.catch_warnings():  # diffusers 0.42 passes huggingface_hub an argument it deprecated
+        warnings.filterwarnings("ignore", "The `local_dir_use_symlinks` argument is deprecated", UserWarning)
+        return _load(model, dtype, field)
+
+
+def _load(model: str, dtype: torch.dtype, field: str):
     from diffusers import ControlNetModel
 
     from engine.backends.diffusion import hub_reachable
@@ -30,7 +37,7 @@ def load_controlnet(model: str, dtype: torch.dtype, field: str):
     path = Path(model).expanduser()
     try:
         if path.is_file():
-            return ControlNetModel.from_single_file(str(path), torch_dtype=dtype)
+            return _from_single_file(path, dtype, field)
         if path.is_dir():
             return ControlNetModel.from_pretrained(str(path), torch_dtype=dtype)
         if model.startswith((".", "/", "~")) or model.count("/") != 1:
@@ -52,6 +59,31 @@ def load_controlnet(model: str, dtype: torch.dtype, field: str):
         raise ModelLoadError(
             f"cannot load the ControlNet {model}: {str(error).splitlines()[0]}", field=field, hint=HINT
         ) from None
+
+
+def _from_single_file(path: Path, dtype: torch.dtype, field: str):
+    """A ControlNet file in the original (A1111) or diffusers layout. Its architecture comes from
+    a ``config.json`` beside it (a diffusers folder's weights), else from the config diffusers
+    picks for its kind (lllyasviel/control_v11p_sd15_canny for SD 1.x ones, diffusers' SDXL
+    ControlNets for those): from the local cache, the hub only when it can be reached."""
+    from diffusers import ControlNetModel
+
+    from engine.backends.diffusion import hub_reachable
+
+    if (path.parent / "config.json").is_file():
+        return ControlNetModel.from_single_file(str(path), config=str(path.parent), torch_dtype=dtype)
+    try:
+        return ControlNetModel.from_single_file(str(path), torch_dtype=dtype, local_files_only=True)
+    except OSError as error:
+        if os.environ.get("HF_HUB_OFFLINE") == "1" or not hub_reachable():
+            raise ModelLoadError(
+                f"the ControlNet file {path.name} needs its architecture's config, and it is not on this machine: "
+                f"{str(error).splitlines()[0]}",
+                field=field,
+                hint="put the config.json of a diffusers ControlNet of the same architecture beside the file, or "
+                "load it once where huggingface.co can be reached (the config is cached)",
+            ) from None
+    return ControlNetModel.from_single_file(str(path), torch_dtype=dtype)
 
 
 class Steering:
