@@ -213,13 +213,15 @@ def import_deforum_data(data: dict[str, Any]) -> DeforumImport:
     imported, ignored, unsupported = _mapped_keys(data, warnings, comments)
     imported.update(_prompts(data, warnings))
     imported.update(_soundtrack(data))
-    if units := _controlnet_units(data, warnings):
-        imported["controlnet"] = units
+    numbered_units = _controlnet_units(data, warnings)
+    if numbered_units:
+        imported["controlnet"] = [unit for _, unit in numbered_units]
     provenance: list[str] = []
     manifest = data.get("parseq_manifest")
     if isinstance(manifest, dict) or (isinstance(manifest, str) and manifest.strip()):
         document = manifest if isinstance(manifest, dict) else load_manifest(manifest)
-        provenance = apply_parseq(imported, data, document, AnimationSettings().max_frames)
+        numbers = [number for number, _ in numbered_units]
+        provenance = apply_parseq(imported, data, document, AnimationSettings().max_frames, numbers)
         warnings.extend(provenance)
         kind = "Parseq" if set(data) == {"parseq_manifest"} else f"{kind} + Parseq"
     imported["blend"] = "hold"
@@ -483,9 +485,9 @@ def _soundtrack(data: dict[str, Any]) -> dict[str, Any]:
     return {"soundtrack": "none"} if "add_soundtrack" in data else {}
 
 
-def _controlnet_units(data: dict[str, Any], warnings: list[str]) -> list[dict[str, Any]]:
-    """The enabled ``cn_N_*`` units as [[controlnet]] entries; A1111 model names become the hub's
-    diffusers ids where there is one, and a unit Driftwave cannot run is kept switched off."""
+def _controlnet_units(data: dict[str, Any], warnings: list[str]) -> list[tuple[int, dict[str, Any]]]:
+    """The enabled ``cn_N_*`` units as (N, [[controlnet]] entry); A1111 model names become the
+    hub's diffusers ids where there is one, and a unit Driftwave cannot run is kept switched off."""
     units = []
     for number in sorted({int(m[1]) for key in data if (m := _CONTROLNET_KEY.match(key))}):
         values = {key[len(f"cn_{number}_") :]: value for key, value in data.items() if key.startswith(f"cn_{number}_")}
@@ -504,7 +506,7 @@ def _controlnet_units(data: dict[str, Any], warnings: list[str]) -> list[dict[st
         path = str(unit.get("vid_path") or "").strip().strip('"')
         if path and not Path(path).expanduser().exists():
             warnings.append(f"controlnet.{position}.vid_path: {path!r} does not exist on this machine; set it to yours")
-        units.append(unit)
+        units.append((number, unit))
     return units
 
 

@@ -6,14 +6,17 @@ settings file's schedules. With ``parseq_use_deltas`` (Deforum's default) the el
 fields take Parseq's ``*_delta`` values: Deforum's motion schedules are per-frame increments,
 Parseq's plain values positions. ``parseq_non_schedule_overrides`` sets the frame count, fps
 and cadence. Per-frame values become keyframe schedules (hold blend, exact at every frame);
-``deforum_prompt`` becomes keyed prompts; ``seed`` a seed schedule with subseeds.
+``deforum_prompt`` becomes keyed prompts; ``seed`` a seed schedule with subseeds; ``cn_N_weight``,
+``cn_N_guidance_start`` and ``cn_N_guidance_end`` the schedules of the unit imported from cn_N.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 import urllib.request
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -51,6 +54,8 @@ EXPLICIT = {
     "threshold_schedule": "antiblur_threshold",
     "clipskip_schedule": "clipskip",
 }
+CONTROLNET_SCHEDULES = ("weight", "guidance_start", "guidance_end")  # Deforum's ControlNetKeys
+_CONTROLNET_KEY = re.compile(rf"cn_(\d+)_(?:{'|'.join(CONTROLNET_SCHEDULES)})")
 SOURCE = "rewbs/sd-parseq document, applied as deforum-art/sd-webui-deforum parseq_adapter.py does"
 
 
@@ -149,10 +154,15 @@ def prompt_table(document: dict[str, Any], frames: int) -> dict[str, str]:
 
 
 def apply_parseq(
-    imported: dict[str, Any], data: dict[str, Any], document: dict[str, Any], default_frames: int
+    imported: dict[str, Any],
+    data: dict[str, Any],
+    document: dict[str, Any],
+    default_frames: int,
+    unit_numbers: Sequence[int] = (),
 ) -> list[str]:
     """Put the document's per-frame values into the importer's ``imported`` (Driftwave field names);
-    returns what was done, for the import's warnings."""
+    ``unit_numbers``: the Deforum number (cn_N) of each of ``imported["controlnet"]``'s units.
+    Returns what was done, for the import's warnings."""
     use_deltas = bool(data.get("parseq_use_deltas", True))
     rendered, options = document["rendered_frames"], document.get("options") or {}
     frames = int(imported.get("max_frames", default_frames))
@@ -172,6 +182,7 @@ def apply_parseq(
                 numbers = [float(math.trunc(value)) for value in numbers]  # Deforum's int()
             imported[name] = schedule_text(numbers)
             managed.append(f"{group}.{name}" + (f" ({key})" if key != name else ""))
+    managed += _controlnet_schedules(imported.get("controlnet", []), unit_numbers, document, frames)
     if "seed" in first:  # Deforum seeds every frame from it, with Parseq's subseeds
         imported["seed_behavior"] = "schedule"
         imported["enable_subseed_scheduling"] = True
@@ -183,7 +194,25 @@ def apply_parseq(
     imported["enable_perspective_flip"] = True  # Deforum always turns it on with Parseq
     meta = document.get("meta") or {}
     made_by = " ".join(str(meta[key]) for key in ("generated_by", "version") if meta.get(key)) or "Parseq"
-    return [
+    said = [
         f"Parseq ({made_by}, {len(rendered)} rendered frames) sets {len(managed)} fields per frame"
         f"{' with deltas for motion' if use_deltas else ''}: {', '.join(managed)}"
     ]
+    unused = sorted(key for key in first if (cn := _CONTROLNET_KEY.fullmatch(key)) and int(cn[1]) not in unit_numbers)
+    if unused:
+        said.append(f"Parseq's {', '.join(unused)}: those ControlNet units are not enabled in the settings; unused")
+    return said
+
+
+def _controlnet_schedules(
+    units: list[dict[str, Any]], unit_numbers: list[int], document: dict[str, Any], frames: int
+) -> list[str]:
+    """Parseq's ``cn_N_weight``, ``cn_N_guidance_start`` and ``cn_N_guidance_end`` into the units
+    imported from cn_N, as Deforum's ``ParseqControlNetKeysDecorator`` reads them."""
+    first, managed = document["rendered_frames"][0], []
+    for position, (unit, number) in enumerate(zip(units, unit_numbers, strict=True), start=1):
+        for name in CONTROLNET_SCHEDULES:
+            if (key := f"cn_{number}_{name}") in first:
+                unit[name] = schedule_text([float(value) for value in series(document, key, frames)])
+                managed.append(f"controlnet.{position}.{name} ({key})")
+    return managed

@@ -24,7 +24,7 @@ from engine.deforum import import_deforum_data
 from engine.errors import DriftwaveError, collecting_notices
 from engine.frame_params import ControlValues
 from engine.images import from_array, write_image
-from engine.plan import compile_run
+from engine.plan import compile_plan, compile_run
 from engine.presets import load_preset, save_preset, settings_from_data
 from engine.render import render
 from engine.settings import ControlNetUnit, ModelSettings
@@ -311,6 +311,43 @@ def test_every_cn_key_of_the_a1111_files_imports():
             assert unit.module == data[f"cn_{number}_module"] and unit.control_mode == data[f"cn_{number}_control_mode"]
             assert unit.weight == data[f"cn_{number}_weight"] and unit.guidance_end == data[f"cn_{number}_guidance_end"]
         assert not any(w.startswith(("not supported", "switched on")) and "cn_" in w for w in imported.warnings)
+
+
+def test_parseqs_cn_keys_set_the_units_schedules_as_deforums_parseq_adapter_does():
+    from bench.anchors import deforum_parseq_controlnet_series
+
+    data = json.loads((DATA / "corpus" / "Encodex-Ai__stable-diffusion-webui__deforum_settings.txt").read_text())
+    data["cn_2_enabled"] = False  # cn_1, cn_3, cn_4 on: they import as controlnet.1, .2, .3
+    frames = 48
+    rendered = [
+        {
+            "frame": frame,
+            "strength": 0.6,
+            "cn_1_weight": 0.5 + 0.5 * np.sin(frame / 5),
+            "cn_2_weight": 0.25,  # a unit the settings leave off: unused, as in Deforum
+            "cn_3_guidance_end": 1 - frame / 96,
+            "cn_4_guidance_start": 0.1 * (frame % 4),
+        }
+        for frame in range(frames)
+    ]
+    document = {"options": {"output_fps": 24}, "rendered_frames": rendered}
+    imported = import_deforum_data({**data, "parseq_manifest": json.dumps(document), "parseq_use_deltas": True})
+    units = imported.settings.controlnet
+    assert imported.settings.animation.max_frames == frames and len(units) == 3
+    deforum_series = deforum_parseq_controlnet_series(
+        {key: value for key, value in data.items() if key.startswith("cn_")}, document, frames
+    )
+    with collecting_notices():
+        values = compile_plan(imported.settings).values
+    for position, number in enumerate((1, 3, 4), start=1):
+        for name in ("weight", "guidance_start", "guidance_end"):
+            np.testing.assert_allclose(
+                values[f"controlnet.{position}.{name}"], deforum_series(f"cn_{number}_{name}"), rtol=0, atol=1e-12
+            )
+    assert units[0].weight != data["cn_1_weight"] and units[1].weight == data["cn_3_weight"]
+    said = " ".join(imported.warnings)
+    assert "controlnet.1.weight (cn_1_weight)" in said and "controlnet.3.guidance_start (cn_4_guidance_start)" in said
+    assert "Parseq's cn_2_weight: those ControlNet units are not enabled" in said
 
 
 def test_a1111_model_names_become_the_hubs_ids():

@@ -23,6 +23,7 @@ DEFORUM_BLOBS = {
     "hybrid_video.py": "03e742a0c8d914043e0c777fd8af303dc4435f90",
     "image_sharpening.py": "cb911de9418b9be49d263c4ec1afb71858c4e014",
     "noise.py": "3085d3fe0b9f58e096bf6655e2388a82c25b7fda",
+    "parseq_adapter.py": "d217a71b265ca39d769a59bd8e3ddb20b9bb8902",
     "prompt.py": "c317ebaae007d613ce70460a73e1bf16c9d841cc",
 }
 DEFORUM_DIR = Path(__file__).parent / "deforum"
@@ -30,6 +31,9 @@ DEFORUM_DIR = Path(__file__).parent / "deforum"
 
 def _libraries() -> dict:
     """What the Deforum files import, under the names they import it as."""
+    import logging
+    import operator
+
     import cv2
     import numexpr
     import numpy as np
@@ -52,6 +56,8 @@ def _libraries() -> dict:
         "ImageOps": ImageOps,
         "match_histograms": match_histograms,
         "interpolate": interpolate,
+        "logging": logging,
+        "operator": operator,
     }
 
 
@@ -106,6 +112,36 @@ def deforum_frame_interpolater():
     return deforum(
         "animation_key_frames.py", "FrameInterpolater", check_is_number=prompt.check_is_number
     ).FrameInterpolater
+
+
+def deforum_parseq_controlnet_series(controlnet_args: dict, document: dict, max_frames: int):
+    """Deforum's ControlNet schedules under a Parseq document: ``ParseqControlNetKeysDecorator``
+    over ``ControlNetKeys`` (A1111's unit count option unset: five units); returns
+    ``series(name)`` for a name such as ``cn_1_weight``, a value per frame."""
+    interpolater = deforum_frame_interpolater()
+    a1111 = SimpleNamespace(opts=SimpleNamespace(data={}))
+    keys = deforum(
+        "animation_key_frames.py", "ControlNetKeys", FrameInterpolater=interpolater, shared=a1111
+    ).ControlNetKeys
+    decorators = deforum(
+        "parseq_adapter.py", "IGNORED_FIELDS", "ParseqAbstractDecorator", "ParseqControlNetKeysDecorator"
+    )
+    defaults = {"weight": "0:(1)", "guidance_start": "0:(0.0)", "guidance_end": "0:(1.0)"}
+    values = {f"cn_{n}_{name}": default for n in range(1, 6) for name, default in defaults.items()}
+    anim_args = SimpleNamespace(max_frames=max_frames)
+    adapter = SimpleNamespace(rendered_frames=document["rendered_frames"], anim_args=anim_args)
+    with warnings.catch_warnings():  # pandas' FutureWarning on Deforum's string writes
+        warnings.simplefilter("ignore", FutureWarning)
+        decorated = decorators.ParseqControlNetKeysDecorator(
+            adapter, keys(anim_args, SimpleNamespace(**(values | controlnet_args)))
+        )
+
+    def series(name: str):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            return getattr(decorated, f"{name}_schedule_series").to_numpy(dtype=float)
+
+    return series
 
 
 def deforum_flow_functions() -> SimpleNamespace:
