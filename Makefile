@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 TORCH ?= torch==2.13.0
+TEST_TORCHVISION := 0.28.0
 DEBIAN_PACKAGES := libportaudio2 pulseaudio pulseaudio-utils chromium chromium-driver
 STAMP := $(VENV)/.installed
 
@@ -26,6 +27,10 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install --quiet $(TORCH)
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	$(BIN)/python -m pip install --quiet --no-deps spandrel==0.4.2  # upscale models; torchvision is the user's
+	# torchvision's Python for the RAFT test only (tests/test_raft.py imports it in a subprocess: this
+	# wheel's C ops are built for CUDA torch), kept out of the venv, where transformers would import it
+	$(BIN)/python -m pip download --quiet --no-deps torchvision==$(TEST_TORCHVISION) -d .test-cache/wheels
+	rm -rf .test-cache/torchvision && $(BIN)/python -m zipfile -e .test-cache/wheels/torchvision-$(TEST_TORCHVISION)-*.whl .test-cache/torchvision
 	touch $(STAMP)
 
 # Debian packages the code and its tests need (PortAudio for sounddevice, PulseAudio for the

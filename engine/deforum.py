@@ -126,7 +126,7 @@ CLIP_NAMES = {
     "vit-b/32": "openai/clip-vit-base-patch32",
 }
 _FLOW_FIELDS = ("hybrid.hybrid_flow_method", "coherence.optical_flow_cadence", "coherence.optical_flow_redo_generation")
-_FLOW_METHODS = {  # field name -> the flow methods it takes (RAFT, in Deforum's lists, is not one)
+_FLOW_METHODS = {  # field name -> the flow methods it takes
     name: literal_choices(Settings.model_fields[group].annotation.model_fields[name].annotation)
     for group, name in (path.split(".") for path in _FLOW_FIELDS)
 }

@@ -16,24 +16,30 @@ import torch
 from engine.errors import DriftwaveError
 from engine.images import to_array
 from engine.motion import warp
+from engine.raft import check_raft, raft_flow
 
 CONTRIB_FLOWS = {"DenseRLOF": "calcOpticalFlowDenseRLOF", "SF": "calcOpticalFlowSF"}  # opencv-contrib only
 
 
-def check_flow_method(method: str, field: str) -> None:
-    """Before the first frame: a flow method this machine can measure (``field`` names the setting)."""
+def check_flow_method(method: str, field: str, size: tuple[int, int]) -> None:
+    """Before the first frame: a flow method this machine can measure on pictures of ``size``
+    (width, height); ``field`` names the setting."""
+    if method == "RAFT":
+        check_raft(field, *size)
     if method in CONTRIB_FLOWS and not hasattr(getattr(cv2, "optflow", None), CONTRIB_FLOWS[method]):
         raise DriftwaveError(
             f"the {method} optical flow needs opencv-contrib-python, which is not installed",
             field=field,
-            hint="use DIS Medium, DIS Fine or Farneback (or install opencv-contrib-python-headless instead of "
+            hint="use RAFT, DIS Medium, DIS Fine or Farneback (or install opencv-contrib-python-headless instead of "
             "opencv-python-headless)",
         )
 
 
-def estimate_flow(before: np.ndarray, after: np.ndarray, method: str) -> np.ndarray:
+def estimate_flow(before: np.ndarray, after: np.ndarray, method: str, device: torch.device | str = "cpu") -> np.ndarray:
     """Dense flow (H, W, 2) in pixels from ``before`` to ``after`` (8-bit RGB), as Deforum's
-    ``get_flow_from_images`` measures it (its DIS presets, its normal Farneback)."""
+    ``get_flow_from_images`` measures it (RAFT on ``device``, its DIS presets, its normal Farneback)."""
+    if method == "RAFT":
+        return raft_flow(before, after, device)
     if method in CONTRIB_FLOWS:
         return getattr(cv2.optflow, CONTRIB_FLOWS[method])(before, after, None)
     first, second = (cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) for image in (before, after))
@@ -50,7 +56,7 @@ def estimate_flow(before: np.ndarray, after: np.ndarray, method: str) -> np.ndar
 
 def flow_between(before: torch.Tensor, after: torch.Tensor, method: str) -> torch.Tensor:
     """The flow (H, W, 2) from ``before`` to ``after`` (pictures on the device), on the device."""
-    flow = estimate_flow(to_array(before), to_array(after), method)
+    flow = estimate_flow(to_array(before), to_array(after), method, before.device)
     return torch.from_numpy(np.ascontiguousarray(flow)).to(before.device)
 
 

@@ -39,7 +39,8 @@ def hybrid_in_use(settings: Settings) -> bool:
 def check_hybrid(settings: Settings) -> None:
     """Before the first frame: a flow method this OpenCV has."""
     if settings.hybrid.hybrid_motion == "Optical Flow":
-        check_flow_method(settings.hybrid.hybrid_flow_method, "hybrid.hybrid_flow_method")
+        size = (settings.image.W, settings.image.H)
+        check_flow_method(settings.hybrid.hybrid_flow_method, "hybrid.hybrid_flow_method", size)
 
 
 # -- measuring motion --------------------------------------------------------------------------------
@@ -130,9 +131,10 @@ class HybridVideo:
             gray = [cv2.cvtColor(picture, cv2.COLOR_RGB2GRAY) for picture in (before, after)]
             grid = grid_from_matrix(estimate_matrix(*gray, kind), width, height, image.device)
             return warp(image, grid.to(image.dtype), border="replicate")
-        flow = estimate_flow(before, after, self.options.hybrid_flow_method)
+        method = self.options.hybrid_flow_method
+        flow = estimate_flow(before, after, method, image.device)
         if self.options.hybrid_flow_consistency:
-            backward = estimate_flow(after, before, self.options.hybrid_flow_method)
+            backward = estimate_flow(after, before, method, image.device)
             flow = flow * consistency_mask(flow, backward, self.options.hybrid_consistency_blur)[..., None]
         return along_flow(image, torch.from_numpy(np.ascontiguousarray(flow)).to(image.device), flow_factor)
 

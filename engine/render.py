@@ -15,6 +15,7 @@ from typing import Any
 from engine.backends import Backend, load_backend
 from engine.controlnet import check_controlnet
 from engine.errors import DriftwaveError, collecting_notices, notify
+from engine.flow import check_flow_method
 from engine.frame_interpolation import write_interpolated_video
 from engine.frame_values import as_csv, as_srt, values_table, write_atomically
 from engine.hybrid import check_hybrid, hybrid_in_use
@@ -133,6 +134,11 @@ def preflight(settings: Settings) -> None:
             load_image(init.init_image, field="init.init_image")
     check_controlnet(settings)
     check_upscale(settings.video)
+    coherence, size = settings.coherence, (settings.image.W, settings.image.H)
+    if coherence.optical_flow_cadence != "None" and coherence.diffusion_cadence > 1:
+        check_flow_method(coherence.optical_flow_cadence, "coherence.optical_flow_cadence", size)
+    if coherence.optical_flow_redo_generation != "None":
+        check_flow_method(coherence.optical_flow_redo_generation, "coherence.optical_flow_redo_generation", size)
 
 
 def _with_length(settings: Settings) -> Settings:

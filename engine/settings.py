@@ -194,11 +194,11 @@ class CoherenceSettings(Group):
         False, description="match colours on the warped frame only, not on the generated image as well (Deforum's)"
     )
     diffusion_cadence: int = Field(2, ge=1, le=50, description="diffuse every N-th frame; between them warp and blend")
-    optical_flow_cadence: Literal["None", "DIS Medium", "DIS Fine", "Farneback"] = Field(
+    optical_flow_cadence: Literal["None", "RAFT", "DIS Medium", "DIS Fine", "Farneback"] = Field(
         "None", description="cadence: the in-between frames morph along the optical flow between the pictures"
     )
     cadence_flow_factor_schedule: ScheduleText = schedule("0:(1)", "how far along the measured flow in-betweens move")
-    optical_flow_redo_generation: Literal["None", "DIS Medium", "DIS Fine", "Farneback"] = Field(
+    optical_flow_redo_generation: Literal["None", "RAFT", "DIS Medium", "DIS Fine", "Farneback"] = Field(
         "None",
         description="generate twice: a trial, then the trial moved along its flow from the init is the init (slower)",
     )
@@ -266,8 +266,8 @@ class HybridSettings(Group):
         "None", description="follow the video's camera motion"
     )
     hybrid_motion_use_prev_img: bool = Field(False, description="measure motion against the previous rendered frame")
-    hybrid_flow_method: Literal["DIS Medium", "DIS Fine", "Farneback", "DenseRLOF", "SF"] = Field(
-        "DIS Medium", description="optical flow method (OpenCV)"
+    hybrid_flow_method: Literal["RAFT", "DIS Medium", "DIS Fine", "Farneback", "DenseRLOF", "SF"] = Field(
+        "DIS Medium", description="optical flow method: RAFT (torchvision's model) or OpenCV's"
     )
     hybrid_flow_consistency: bool = Field(False, description="mask out inconsistent optical flow")
     hybrid_consistency_blur: int = Field(2, ge=0, le=16, description="blur of the flow consistency mask")

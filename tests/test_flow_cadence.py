@@ -159,7 +159,7 @@ def test_flow_cadence_and_redo_resume_pixel_identical(tmp_path, backend_name):
     assert same_frames(whole, resumed)
 
 
-def test_a1111_files_import_the_flow_settings_and_raft_falls_back_with_a_warning():
+def test_a1111_files_import_the_flow_settings_raft_included():
     data = {
         "animation_mode": "2D",
         "W": 512,
@@ -173,8 +173,7 @@ def test_a1111_files_import_the_flow_settings_and_raft_falls_back_with_a_warning
     }
     imported = import_deforum_data(data)
     coherence = imported.settings.coherence
-    assert coherence.optical_flow_cadence == "DIS Medium"
-    assert any("optical_flow_cadence 'RAFT' is not available; using DIS Medium" in w for w in imported.warnings)
+    assert coherence.optical_flow_cadence == "RAFT"
     assert (coherence.optical_flow_redo_generation, coherence.diffusion_redo) == ("DIS Fine", 2)
     assert coherence.cadence_flow_factor_schedule.replace(" ", "") == "0:(1),10:(0.5)"
-    assert not any("optical_flow" in w or "diffusion_redo" in w for w in imported.warnings if "RAFT" not in w)
+    assert not any("optical_flow" in w or "diffusion_redo" in w for w in imported.warnings)

@@ -24,6 +24,7 @@ DEFORUM_BLOBS = {
     "image_sharpening.py": "cb911de9418b9be49d263c4ec1afb71858c4e014",
     "noise.py": "3085d3fe0b9f58e096bf6655e2388a82c25b7fda",
     "parseq_adapter.py": "d217a71b265ca39d769a59bd8e3ddb20b9bb8902",
+    "RAFT.py": "444d273eaa3e749301ce9ffd64bd8b42f3cf88ba",
     "prompt.py": "c317ebaae007d613ce70460a73e1bf16c9d841cc",
 }
 DEFORUM_DIR = Path(__file__).parent / "deforum"
@@ -142,6 +143,15 @@ def deforum_parseq_controlnet_series(controlnet_args: dict, document: dict, max_
             return getattr(decorated, f"{name}_schedule_series").to_numpy(dtype=float)
 
     return series
+
+
+def deforum_raft():
+    """Deforum's ``RAFT`` class (``RAFT.py``: torchvision's raft_large with its default weights,
+    ``predict(image1, image2)`` the flow, (H, W, 2)); needs torchvision."""
+    import torchvision.transforms.functional as functional
+    from torchvision.models.optical_flow import Raft_Large_Weights, raft_large
+
+    return deforum("RAFT.py", "RAFT", F=functional, Raft_Large_Weights=Raft_Large_Weights, raft_large=raft_large).RAFT
 
 
 def deforum_flow_functions() -> SimpleNamespace:
