@@ -346,7 +346,7 @@ def _convert(name: str, value: Any, warnings: list[str], comments: dict[str, str
     if name in _FLOW_METHODS and str(value) not in _FLOW_METHODS[name]:
         warnings.append(f"{name} {value!r} is not available; using DIS Medium")
         return "DIS Medium"
-    if name == "frame_interpolation_engine" and str(value) not in ("None", "Flow"):
+    if name == "frame_interpolation_engine" and str(value) not in ("None", "Flow", "RIFE v4.6"):
         warnings.append(f"frame_interpolation_engine {value!r} needs its model; interpolating along the optical flow")
         return "Flow"
     if name == "r_upscale_model" and value in NCNN_UPSCALE_MODELS:

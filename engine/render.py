@@ -16,7 +16,7 @@ from engine.backends import Backend, load_backend
 from engine.controlnet import check_controlnet
 from engine.errors import DriftwaveError, collecting_notices, notify
 from engine.flow import check_flow_method
-from engine.frame_interpolation import write_interpolated_video
+from engine.frame_interpolation import check_interpolation, write_interpolated_video
 from engine.frame_values import as_csv, as_srt, values_table, write_atomically
 from engine.hybrid import check_hybrid, hybrid_in_use
 from engine.images import load_image
@@ -134,6 +134,7 @@ def preflight(settings: Settings) -> None:
             load_image(init.init_image, field="init.init_image")
     check_controlnet(settings)
     check_upscale(settings.video)
+    check_interpolation(settings.video)
     coherence, size = settings.coherence, (settings.image.W, settings.image.H)
     if coherence.optical_flow_cadence != "None" and coherence.diffusion_cadence > 1:
         check_flow_method(coherence.optical_flow_cadence, "coherence.optical_flow_cadence", size)
@@ -268,8 +269,9 @@ def _write_derived_videos(folder: Path, options, fps: float, frames: list[Path],
     """The interpolated and the upscaled video of the frames the video shows, when asked for."""
     chosen, (audio, offset), videos = frames[: options.max_video_frames or None], sound, []
     if options.frame_interpolation_engine != "None":
-        emit(Log(f"interpolating {len(chosen)} frames x{options.frame_interpolation_x_amount} along the optical flow"))
-        videos.append(write_interpolated_video(chosen, folder, fps, options, audio=audio, offset=offset))
+        engine = options.frame_interpolation_engine
+        emit(Log(f"interpolating {len(chosen)} frames x{options.frame_interpolation_x_amount} ({engine})"))
+        videos.append(write_interpolated_video(chosen, folder, fps, options, device, audio=audio, offset=offset))
         emit(Log(f"wrote {videos[-1]}"))
     if options.r_upscale_video:
         emit(Log(f"upscaling {len(chosen)} frames {options.r_upscale_factor} with {options.r_upscale_model}"))

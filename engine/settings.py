@@ -451,10 +451,13 @@ class VideoOutputSettings(Group):
         "audio", description="sound of the video: the [audio] file, the init video's sound, or none"
     )
     save_srt: bool = Field(False, description="write video.srt beside the video: each frame's schedule values")
-    frame_interpolation_engine: Literal["None", "Flow"] = Field(
+    frame_interpolation_engine: Literal["None", "Flow", "RIFE v4.6"] = Field(
         "None",
-        description="also write video_xN.mp4 with N times the frames, the in-betweens morphed along the optical "
-        "flow (Deforum's RIFE/FILM step, without a model)",
+        description="also write video_xN.mp4 with N times the frames (Deforum's step): the in-betweens morphed "
+        "along the optical flow (Flow, no model) or made by RIFE v4.6 (its weights: frame_interpolation_model)",
+    )
+    frame_interpolation_model: str = path(
+        "", "RIFE v4.6's weights (RIFE46.pkl); empty: RIFE46.pkl in torch.hub's checkpoints folder"
     )
     frame_interpolation_x_amount: int = Field(2, ge=2, le=10, description="frames per frame in the interpolated video")
     frame_interpolation_slow_mo_enabled: bool = Field(

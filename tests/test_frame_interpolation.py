@@ -16,7 +16,7 @@ from test_hybrid import texture
 from engine.backends import load_backend
 from engine.deforum import import_deforum_data
 from engine.errors import collecting_notices
-from engine.frame_interpolation import interpolated
+from engine.frame_interpolation import flow_inbetweens, interpolated
 from engine.images import from_array, write_image
 from engine.presets import settings_from_data
 from engine.render import render
@@ -78,7 +78,7 @@ def test_in_betweens_lie_along_the_motion_and_the_last_frame_is_held(tmp_path):
     first = texture(size=128)
     second = np.roll(first, 8, axis=1)
     paths = [write_image(from_array(picture), tmp_path / f"{n}.png") for n, picture in enumerate((first, second))]
-    pictures = list(interpolated(paths, 4))
+    pictures = list(interpolated(paths, 4, flow_inbetweens))
     assert len(pictures) == 8  # N per rendered frame, the last one held
     shifts = [shift_between(first, picture) for picture in pictures]
     assert shifts == pytest.approx([0, 2, 4, 6, 8, 8, 8, 8], abs=0.5)

@@ -25,6 +25,10 @@ DEFORUM_BLOBS = {
     "noise.py": "3085d3fe0b9f58e096bf6655e2388a82c25b7fda",
     "parseq_adapter.py": "d217a71b265ca39d769a59bd8e3ddb20b9bb8902",
     "RAFT.py": "444d273eaa3e749301ce9ffd64bd8b42f3cf88ba",
+    "IFNet_HDv3.py": "2360c9e7d15ad4c73e8bb34112999e3d46aeb8c2",
+    "RIFE_HDv3.py": "585d964fc5848fb47379e9fd9aa56a8d80cc1af0",
+    "warplayer.py": "21b0b904cf71b297fd43813134c57d13a3ae9e4a",
+    "inference_video.py": "6300c7d6a4c6b4696b40c7a9aad092aa6abb9a16",
     "prompt.py": "c317ebaae007d613ce70460a73e1bf16c9d841cc",
 }
 DEFORUM_DIR = Path(__file__).parent / "deforum"
@@ -152,6 +156,26 @@ def deforum_raft():
     from torchvision.models.optical_flow import Raft_Large_Weights, raft_large
 
     return deforum("RAFT.py", "RAFT", F=functional, Raft_Large_Weights=Raft_Large_Weights, raft_large=raft_large).RAFT
+
+
+def deforum_rife() -> SimpleNamespace:
+    """Deforum's RIFE v4.6 (src/rife: ``IFNet_HDv3.IFNet``, ``warplayer.warp``) and how it runs it:
+    ``model(flownet)`` a ``RIFE_HDv3.Model`` holding that network (its ``inference``), and
+    ``inference_video.make_inference``."""
+    import torch
+
+    torch_names = {"nn": torch.nn, "F": torch.nn.functional}
+    warp = deforum("warplayer.py", "device", "backwarp_tenGrid", "warp").warp
+    network = deforum("IFNet_HDv3.py", "device", "conv", "ResConv", "IFBlock", "IFNet", warp=warp, **torch_names)
+    rife = deforum("RIFE_HDv3.py", "Model", **torch_names)
+    video = deforum("inference_video.py", "make_inference")
+
+    def model(flownet):
+        held = rife.Model.__new__(rife.Model)  # its __init__ builds the optimiser and losses for training
+        held.flownet, held.version = flownet, 3.9
+        return held
+
+    return SimpleNamespace(IFNet=network.IFNet, model=model, make_inference=video.make_inference)
 
 
 def deforum_flow_functions() -> SimpleNamespace:
