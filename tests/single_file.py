@@ -38,7 +38,7 @@ def write_single_file(pipeline, path: Path) -> Path:
         int(m.group(1)) for key in unet.state_dict() if (m := re.match(r"up_blocks\.(\d+)\.attentions", key))
     }
     for key, value in unet.state_dict().items():
-        state["model.diffusion_model." + _unet_key(key, per_block, attention_blocks)] = value.contiguous()
+        state["model.diffusion_model." + unet_key(key, per_block, attention_blocks)] = value.contiguous()
     levels = len(pipeline.vae.config.block_out_channels)
     for key, value in pipeline.vae.state_dict().items():
         ldm_key = _vae_key(key, levels)
@@ -52,7 +52,8 @@ def write_single_file(pipeline, path: Path) -> Path:
     return path
 
 
-def _unet_key(key: str, per_block: int, attention_blocks: set[int]) -> str:
+def unet_key(key: str, per_block: int, attention_blocks: set[int]) -> str:
+    """The LDM name of a diffusers UNet key (``attention_blocks``: the up blocks with attention)."""
     for new, old in UNET_LAYERS.items():
         if key.startswith(new + "."):
             return old + key[len(new) :]
