@@ -87,7 +87,7 @@ def render(
     )
     frames = modes.run_mode()
     result = RenderResult(run.root, frames, None, settings)
-    if settings.animation.animation_mode != "None" and not settings.video.skip_video_creation:
+    if writes_videos(settings):
         videos = _write_videos(run, settings, modes.plan, frames, emit, backend.device)
         result.video = videos[0]
         result.outputs = [*frames, *videos]
@@ -106,6 +106,11 @@ def prepared(settings: Settings) -> tuple[Settings, Plan]:
     check_camera(plan)
     check_masks(settings, plan.text_schedules)
     return settings, plan
+
+
+def writes_videos(settings: Settings) -> bool:
+    """Whether the run ends by writing video.mp4 (and the interpolated and upscaled videos)."""
+    return settings.animation.animation_mode != "None" and not settings.video.skip_video_creation
 
 
 def preflight(settings: Settings) -> None:
@@ -133,8 +138,9 @@ def preflight(settings: Settings) -> None:
         if settings.hybrid.hybrid_use_init_image:
             load_image(init.init_image, field="init.init_image")
     check_controlnet(settings)
-    check_upscale(settings.video)
-    check_interpolation(settings.video)
+    if writes_videos(settings):
+        check_upscale(settings.video)
+        check_interpolation(settings.video)
     coherence, size = settings.coherence, (settings.image.W, settings.image.H)
     if coherence.optical_flow_cadence != "None" and coherence.diffusion_cadence > 1:
         check_flow_method(coherence.optical_flow_cadence, "coherence.optical_flow_cadence", size)
