@@ -1,10 +1,11 @@
 """Numbers-only keyframe strings as exports write them (``0: (1.0), 1: (1.02), ...``) read at once.
 
 A per-frame export or a Parseq render holds thousands of keyframes, each a whole frame and a
-number. Its marks are checked by counting bytes; in a short text the spacing too, in a long one
-the marks' places are found and checked as arrays and the positions parsed in whole-array numpy
-steps. In hold mode only the values before the end are converted. Anything else (expressions,
-seconds, other spacing, leading zeros) is left to the full reading: the caller gets None.
+number. A short text's form is checked by one regular expression and its pieces split apart; in
+a long one the marks are checked by counting bytes, their places found and checked as arrays and
+the positions parsed in whole-array numpy steps. In hold mode only the values before the end are
+converted. Anything else (expressions, seconds, other spacing, leading zeros) is left to the
+full reading: the caller gets None.
 """
 
 from __future__ import annotations
@@ -16,10 +17,15 @@ import numpy as np
 _MARKS = bytes(int(chr(byte) in ":(),") for byte in range(256))  # a translation: 1 at each mark
 _NUMBER = r"[+-]?+(?:[0-9]++(?:\.[0-9]++)?+|\.[0-9]++)"  # a number as Deforum's check_is_number takes one
 _NUMBERS = re.compile(rf"{_NUMBER}(?: {_NUMBER})*+")  # joined by spaces
+_OTHERS = bytes(byte for byte in range(32, 127) if chr(byte) not in ":(),")  # printable
+_VALUE = r"[!-'*+\--9;-~]++"  # printable, no mark nor space: a number only where it is read
+_KEYFRAME = rf"(?:0|[1-9][0-9]{{0,14}}+): ?+\({_VALUE}\)"  # fifteen digits at most, as _MAX_DIGITS
+_KEYFRAMES = re.compile(rf"{_KEYFRAME}(?:, ?+{_KEYFRAME})*+")
 _TO_SPACES = str.maketrans(":(),", "    ")
-ARRAYS_FROM = 3072  # bytes: below, counting is faster than numpy's calls; above, a count per check is slower
+ARRAYS_FROM = 8192  # bytes: below, one match and a split are faster than numpy's calls
 _MAX_DIGITS = 15  # whole numbers below 2**53: exact as floats
 _POWERS = 10.0 ** np.arange(_MAX_DIGITS)
+_COLUMNS = np.arange(-_MAX_DIGITS, 0)  # places before a colon
 
 
 def read_number_keyframes(source: str, before: int | None = None) -> tuple[np.ndarray, np.ndarray] | None:
@@ -27,35 +33,20 @@ def read_number_keyframes(source: str, before: int | None = None) -> tuple[np.nd
     after each colon and comma, whole-frame positions without leading zeros, values in Deforum's
     number form (``[+-]digits[.digits]``, ``[+-].digits``); None otherwise. ``before``: only the
     keyframes before that frame (all hold mode reads)."""
-    read = read_by_counting if len(source) < ARRAYS_FROM else read_by_arrays
+    read = read_by_matching if len(source) < ARRAYS_FROM else read_by_arrays
     return read(source, before)
 
 
-def read_by_counting(source: str, before: int | None = None) -> tuple[np.ndarray, np.ndarray] | None:
-    """:func:`read_number_keyframes` for a short text: its spacing checked by counting bytes, its
-    pieces split apart."""
-    checked = _marks_in_order(source)
-    if checked is None:
-        return None
-    source, data = checked
-    count = data.count(b":")
-    spaced_colons = data.count(b": (")
-    if not (
-        data.count(b":(") + spaced_colons == count  # "(" right after the colon or ": "
-        and data.count(b"),") == count - 1
-        and data.count(b" ") == spaced_colons + data.count(b", ")
-        and data.count(b",:") + data.count(b", :") == 0  # no position empty
-        and data.count(b",0") + data.count(b", 0") + data.startswith(b"0")
-        == data.count(b",0:") + data.count(b", 0:") + data.startswith(b"0:")  # nor with a leading zero
-    ):
+def read_by_matching(source: str, before: int | None = None) -> tuple[np.ndarray, np.ndarray] | None:
+    """:func:`read_number_keyframes` for a short text: its form checked by one match, its pieces
+    split apart."""
+    source = source.strip()
+    if not _KEYFRAMES.fullmatch(source):
         return None
     tokens = source.translate(_TO_SPACES).split()  # position, value, position, ...
-    if len(tokens) != 2 * count:  # a value empty
-        return None
     positions, values = tokens[0::2], tokens[1::2]
-    if before is not None:  # without leading zeros, longer than the last frame's digits is past it
-        digits = len(str(before - 1))
-        kept = [k for k, position in enumerate(positions) if len(position) <= digits and int(position) < before]
+    if before is not None:
+        kept = _before(positions, before)
         positions, values = [positions[k] for k in kept], [values[k] for k in kept]
     numbers = _decimal_numbers(values)
     return None if numbers is None else (np.array(list(map(int, positions)), dtype=np.float64), numbers)
@@ -68,28 +59,28 @@ def read_by_arrays(source: str, before: int | None = None) -> tuple[np.ndarray, 
     if checked is None:
         return None
     source, data = checked
+    source, data = "," + source, b"," + data  # a comma before the first position, as before every other
     text = np.frombuffer(data, np.uint8)
-    marks = np.flatnonzero(np.frombuffer(data.translate(_MARKS), bool))  # : ( ) , : ( ) , ...
-    colons, opens, closes, commas = marks[0::4], marks[1::4], marks[2::4], marks[3::4]
-    starts = np.concatenate(([0], commas + 1))
-    spaced_colons, spaced_commas = text[colons + 1] == ord(" "), text[starts[1:]] == ord(" ")
-    starts[1:] += spaced_commas
+    marks = np.flatnonzero(np.frombuffer(data.translate(_MARKS), bool))  # , : ( ) , : ( ) ...
+    commas, colons, opens, closes = marks[0::4], marks[1::4], marks[2::4], marks[3::4]
+    spaced_commas, spaced_colons = text[commas + 1] == ord(" "), text[colons + 1] == ord(" ")
+    starts = commas + 1 + spaced_commas
     lengths = colons - starts
     if not (
         (opens - colons - 1 == spaced_colons).all()
-        and (commas - closes[:-1] == 1).all()
+        and (commas[1:] - closes[:-1] == 1).all()
         and data.count(b" ") == np.count_nonzero(spaced_colons) + np.count_nonzero(spaced_commas)
         and lengths.min() >= 1
         and lengths.max() <= _MAX_DIGITS
         and not ((text[starts] == ord("0")) & (lengths > 1)).any()
     ):
         return None
-    if before is not None:
+    if before is not None:  # without leading zeros, longer than the last frame's digits is past it
         shorter = np.flatnonzero(lengths <= len(str(before - 1)))
-        starts, lengths, opens, closes = starts[shorter], lengths[shorter], opens[shorter], closes[shorter]
-    positions = _whole_numbers(text, starts, lengths)
+        colons, lengths, opens, closes = colons[shorter], lengths[shorter], opens[shorter], closes[shorter]
+    positions = _whole_numbers(text, colons, lengths)
     if before is not None:
-        kept = np.flatnonzero(positions < before)
+        kept = positions < before
         positions, opens, closes = positions[kept], opens[kept], closes[kept]
     values = [source[open + 1 : close] for open, close in zip(opens.tolist(), closes.tolist(), strict=True)]
     numbers = _decimal_numbers(values)
@@ -98,31 +89,37 @@ def read_by_arrays(source: str, before: int | None = None) -> tuple[np.ndarray, 
 
 def _marks_in_order(source: str) -> tuple[str, bytes] | None:
     """``source`` stripped, and as bytes, when its colons, parentheses and commas are ``n``
-    keyframes ``:(...)`` joined by ``,``, digits before each colon; None otherwise. With digits
-    and spaces taken out, a ``:(`` first, ``n - 1`` joins ``),:(``, and no more marks than they
-    hold leave any other character nowhere but inside the parentheses."""
+    keyframes ``:(...)`` joined by ``,``, digits before each colon; None otherwise. Its marks
+    alone (every other printable character taken out) read ``:(),`` ``n - 1`` times, then
+    ``:()``; with digits and spaces taken out, the ``n - 1`` joins ``),:(`` and a ``:(`` first
+    leave any other character nowhere but inside the parentheses."""
     source = source.strip()
-    if not (source.isascii() and source.isprintable() and source[:1].isdigit() and source.endswith(")")):
-        return None  # (no tab nor newline inside)
+    if not (source[:1].isdigit() and source.endswith(")") and source.isascii()):
+        return None
     data = source.encode("ascii")
-    marks = data.translate(None, b"0123456789 ")
-    count = marks.count(b":")
-    in_order = (
-        marks.startswith(b":(")
-        and marks.count(b"),:(") == count - 1
-        and marks.count(b"(") == count
-        and marks.count(b")") == count
-        and marks.count(b",") == count - 1
-    )
-    return (source, data) if in_order else None
+    count = data.count(b":")
+    if data.translate(None, _OTHERS) != b":()," * (count - 1) + b":()":  # (nothing unprintable either)
+        return None
+    joined = data.translate(None, b"0123456789 ")
+    return (source, data) if joined.startswith(b":(") and joined.count(b"),:(") == count - 1 else None
 
 
-def _whole_numbers(text: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-    """Runs of digits as floats: each number's digits a row, times its powers of ten."""
-    column = np.arange(max(int(lengths.max(initial=0)), 1))
-    chars = text[np.minimum(starts[:, None] + column, len(text) - 1)]
-    exponent = lengths[:, None] - 1 - column
-    return np.einsum("ij,ij->i", np.where(exponent >= 0, chars - 48.0, 0.0), _POWERS[np.maximum(exponent, 0)])
+def _before(positions: list[str], before: int) -> list[int]:
+    """Where whole numbers written without leading zeros are below ``before``: shorter than the
+    last frame's, or as long and not past it."""
+    if before <= 0:
+        return []
+    last = str(before - 1)
+    digits = len(last)
+    return [k for k, p in enumerate(positions) if len(p) <= digits and (len(p) < digits or p <= last)]
+
+
+def _whole_numbers(text: np.ndarray, ends: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The runs of digits of ``lengths`` ending before ``ends`` as floats: each number's digits a
+    row, right-aligned, times the powers of ten (the columns left of a number read as nothing)."""
+    columns = _COLUMNS[-int(lengths.max(initial=1)) :]
+    chars = text[ends[:, None] + columns]
+    return np.where(columns >= -lengths[:, None], chars - 48.0, 0.0) @ _POWERS[len(columns) - 1 :: -1]
 
 
 def _decimal_numbers(texts: list[str]) -> np.ndarray | None:

@@ -482,14 +482,11 @@ class NumericSchedule:
         self.timeline = timeline
         self.blend = blend
         self.field = field
-        self.positions = positions.tolist()
-        self._anchors, self._values = positions, values
-        if blend == "hold":  # the first value holds back to frame 0, the last on to the end
-            last = timeline.frames - 1
-            before = [0.0] if positions[0] > 0 else []
-            after = [float(last)] if positions[-1] < last else []
-            self._anchors = np.concatenate([before, positions, after])
-            self._values = np.concatenate([values[: len(before)], values, values[len(values) - len(after) :]])
+        self._anchors, self._values = positions, values  # np.interp holds the first and the last
+
+    @property
+    def positions(self) -> list[float]:
+        return self._anchors.tolist()
 
     @classmethod
     def read(cls, source: str, timeline: Timeline, blend: Blend, field: str | None) -> NumericSchedule | None:
@@ -499,11 +496,13 @@ class NumericSchedule:
         if read is None:
             return None
         positions, values = read
-        if not (np.diff(positions) > 0).all():  # as exports write them, already in order
+        if len(positions) == 0:
+            return None
+        if not (positions[1:] > positions[:-1]).all():  # as exports write them: in order
             order = np.argsort(positions, kind="stable")
             positions, values = positions[order], values[order]
-        if len(positions) == 0 or (np.diff(positions) == 0).any():
-            return None
+            if (positions[1:] == positions[:-1]).any():
+                return None
         return cls(source, positions, values, timeline, blend, field)
 
     def evaluate(self, variables: Mapping[str, np.ndarray | float] | None = None) -> np.ndarray:
