@@ -8,12 +8,15 @@ of the track are 0, with one notice.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
+import sys
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,8 +41,21 @@ class BandFilter:
 
 def design_filter(spec: AudioFilter, rate: int, *, field: str = "audio.filters") -> BandFilter:
     """A Butterworth bandpass f_center ± f_width/2, clipped to (0, Nyquist)."""
+    low, high = band_edges(spec, rate, field=field)
     from scipy import signal  # here, not at the top: a cached analysis needs no scipy.signal
 
+    nyquist = rate / 2
+    if low <= 0:
+        sos = signal.butter(spec.order, high, btype="lowpass", fs=rate, output="sos")
+    elif high >= nyquist * 0.999:
+        sos = signal.butter(spec.order, low, btype="highpass", fs=rate, output="sos")
+    else:
+        sos = signal.butter(spec.order, [low, high], btype="bandpass", fs=rate, output="sos")
+    return BandFilter(spec.name, sos.astype(np.float32), (low, high))
+
+
+def band_edges(spec: AudioFilter, rate: int, *, field: str = "audio.filters") -> tuple[float, float]:
+    """``spec``'s band clipped to (0, Nyquist); an AudioError naming the filter when it lies outside."""
     nyquist = rate / 2
     low, high = spec.f_center - spec.f_width / 2, spec.f_center + spec.f_width / 2
     if low >= nyquist * 0.999 or high <= 0:
@@ -49,14 +65,7 @@ def design_filter(spec: AudioFilter, rate: int, *, field: str = "audio.filters")
             field=field,
             hint=f"give {spec.name} an f_center below {nyquist:g} Hz",
         )
-    low, high = max(low, 0.0), min(high, nyquist * 0.999)
-    if low <= 0:
-        sos = signal.butter(spec.order, high, btype="lowpass", fs=rate, output="sos")
-    elif high >= nyquist * 0.999:
-        sos = signal.butter(spec.order, low, btype="highpass", fs=rate, output="sos")
-    else:
-        sos = signal.butter(spec.order, [low, high], btype="bandpass", fs=rate, output="sos")
-    return BandFilter(spec.name, sos.astype(np.float32), (low, high))
+    return max(low, 0.0), min(high, nyquist * 0.999)
 
 
 def frame_starts(frames: int, fps: float, rate: int, offset: float = 0.0) -> np.ndarray:
@@ -137,7 +146,9 @@ def analyze(
     if past_end:
         notify(f"audio: {track.path.name} ends before the animation; the last {past_end} frames read 0")
     result = Analysis()
-    bands = [design_filter(spec, track.rate) for spec in settings.filters if spec.name in need]
+    wanted = [spec for spec in settings.filters if spec.name in need]
+    for spec in wanted:
+        band_edges(spec, track.rate)  # a bad band stops the analysis before any of it runs
 
     def envelope(band: BandFilter) -> np.ndarray:  # sosfilt releases the GIL: filters run in parallel
         from scipy import signal
@@ -145,15 +156,19 @@ def analyze(
         filtered = signal.sosfilt(band.sos, track.samples)
         return _shape(window_rms(filtered, starts, overwrite=True), settings, fps)
 
-    with ThreadPoolExecutor(max_workers=min(len(bands), os.cpu_count() or 1) or 1) as pool:
+    with ThreadPoolExecutor(max_workers=(os.cpu_count() or 1) + 1) as pool, _quick_handovers():
+        # the rhythm needs no scipy.signal: it runs while that is imported and the filters run
+        wants_rhythm = need & {"onset", "beat"} or ("bpm" in need and not settings.bpm)
+        rhythm = pool.submit(_rhythm, track, starts) if wants_rhythm else None
+        bands = [design_filter(spec, track.rate) for spec in wanted]
         result.values.update(zip((band.name for band in bands), pool.map(envelope, bands), strict=True))
-    if "amp" in need:
-        result.values["amp"] = _shape(window_rms(track.samples, starts), settings, fps)
-    if need & {"onset", "beat"} or ("bpm" in need and not settings.bpm):
-        onset, beats, tempo = _rhythm(track, starts)
-        result.values["onset"] = onset
-        result.values["beat"] = beat_ramp(beats, frames)
-        result.bpm, result.beat_frames = tempo, beats
+        if "amp" in need:
+            result.values["amp"] = _shape(window_rms(track.samples, starts), settings, fps)
+        if rhythm is not None:
+            onset, beats, tempo = rhythm.result()
+            result.values["onset"] = onset
+            result.values["beat"] = beat_ramp(beats, frames)
+            result.bpm, result.beat_frames = tempo, beats
     if settings.bpm:
         result.bpm = settings.bpm
     return result
@@ -161,6 +176,18 @@ def analyze(
 
 def _shape(values: np.ndarray, settings: AudioSettings, fps: float) -> np.ndarray:
     return smooth(normalise(values, settings.normalize), fps, settings.attack_ms, settings.release_ms)
+
+
+@contextlib.contextmanager
+def _quick_handovers() -> Iterator[None]:
+    """The GIL handed over every 0.5 ms instead of 5: while one thread imports scipy.signal
+    (pure Python, 1-1.5 s), the rhythm's short numpy steps each wait that long for it."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(min(before, 0.0005))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
 
 
 def _rhythm(track: Track, starts: np.ndarray) -> tuple[np.ndarray, list[int], float]:

@@ -14,7 +14,7 @@ from scipy import signal
 
 from audio.envelopes import analyze, design_filter, frame_starts, window_rms
 from audio.live import FileSource, LiveEnvelopes, MicrophoneSource
-from audio.load import AudioError, load_audio
+from audio.load import AudioError, load_audio, mono
 from audio.stream import StreamingEnvelopes
 from engine.errors import SettingsError, collecting_notices
 from engine.presets import settings_from_data
@@ -184,6 +184,14 @@ def test_common_formats_load(tmp_path, suffix):
     assert track.rate == RATE and track.seconds == pytest.approx(1.0, abs=0.06)
     spectrum = np.abs(np.fft.rfft(track.samples[: RATE // 2]))
     assert np.argmax(spectrum) * 2 == pytest.approx(440, abs=4)
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 6, 7, 8, 12])
+def test_channels_are_mixed_to_their_mean_to_the_bit(tmp_path, channels):
+    samples = np.random.default_rng(channels).uniform(-1, 1, (20_011, channels)).astype(np.float32)
+    assert np.array_equal(mono(samples), samples.mean(axis=1))
+    soundfile.write(tmp_path / "many.wav", samples, RATE, subtype="FLOAT")
+    assert np.array_equal(load_audio(tmp_path / "many.wav").samples, samples.mean(axis=1))
 
 
 def test_missing_empty_and_corrupt_files(tmp_path):
