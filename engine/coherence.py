@@ -59,7 +59,8 @@ def _rgb_to_lab_opencv(rgb: torch.Tensor) -> torch.Tensor:
         curve = cv2.pow(pixels * np.float32(1 / 1.055) + np.float32(0.055 / 1.055), 2.4)
         xyz = cv2.transform(np.where(pixels <= 0.04045, pixels * np.float32(1 / 12.92), curve), _TO_XYZ_CV)
         linear_part = xyz * np.float32(1 / (3 * (6 / 29) ** 2)) + np.float32(4 / 29)
-        return cv2.transform(np.where(xyz > _EPSILON, np.cbrt(xyz), linear_part), _F_TO_LAB_CV)
+        cube_root = cv2.pow(xyz, 1 / 3)  # of |xyz|, kept where xyz > epsilon (numpy's cbrt is 25x slower)
+        return cv2.transform(np.where(xyz > _EPSILON, cube_root, linear_part), _F_TO_LAB_CV)
 
     return through_opencv(rgb, convert)
 
