@@ -15,6 +15,7 @@ import math
 import os
 import sys
 import tempfile
+import threading
 import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -178,16 +179,27 @@ def _shape(values: np.ndarray, settings: AudioSettings, fps: float) -> np.ndarra
     return smooth(normalise(values, settings.normalize), fps, settings.attack_ms, settings.release_ms)
 
 
+_HANDOVERS = {"analyses": 0, "interval": 0.005}  # analyses under way, the interval before the first
+_HANDOVERS_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
 def _quick_handovers() -> Iterator[None]:
     """The GIL handed over every 0.5 ms instead of 5: while one thread imports scipy.signal
-    (pure Python, 1-1.5 s), the rhythm's short numpy steps each wait that long for it."""
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(min(before, 0.0005))
+    (pure Python, 1-1.5 s), the rhythm's short numpy steps each wait that long for it. The
+    first analysis under way sets it and the last one out puts the interval back."""
+    with _HANDOVERS_LOCK:
+        if _HANDOVERS["analyses"] == 0:
+            _HANDOVERS["interval"] = sys.getswitchinterval()
+            sys.setswitchinterval(min(_HANDOVERS["interval"], 0.0005))
+        _HANDOVERS["analyses"] += 1
     try:
         yield
     finally:
-        sys.setswitchinterval(before)
+        with _HANDOVERS_LOCK:
+            _HANDOVERS["analyses"] -= 1
+            if _HANDOVERS["analyses"] == 0:
+                sys.setswitchinterval(_HANDOVERS["interval"])
 
 
 def _rhythm(track: Track, starts: np.ndarray) -> tuple[np.ndarray, list[int], float]:
