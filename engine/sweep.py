@@ -298,10 +298,11 @@ class _Driver:
             if line not in self.said:  # variants mostly notice the same things: say each once
                 self.said.add(line)
                 self.emit(Log(f"{name}: {line}"))
+        running = set(self.refs.values())
         for name, post in posts.items():
-            record = self.batch.records[name]
-            if record.status in FINISHED:
+            if name not in running:  # its task has returned: the record holds its outcome
                 continue
+            record = self.batch.records[name]
             update = {key: post[key] for key in ("frames", "total", "attempts") if key in post}
             update["status"] = post.get("status", record.status)
             changed = any(getattr(record, key) != value for key, value in update.items())
