@@ -17,12 +17,14 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from engine.cpu_tuning import tune_for_frames
 from engine.errors import DriftwaveError, collecting_notices
 
 PRESETS = Path(__file__).resolve().parent / "presets"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    tune_for_frames()
     parser = build_parser()
     words = list(sys.argv[1:] if argv is None else argv) or ["tui"]
     args = parser.parse_args(words)

@@ -69,6 +69,11 @@ def machine() -> str:
 
 
 def arguments(description: str) -> argparse.ArgumentParser:
+    """The bench's command line; the process tuned as main.py tunes it (engine/cpu_tuning.py),
+    for the baselines too, as A1111's webui.sh gives Deforum TCMalloc."""
+    from engine.cpu_tuning import tune_for_frames
+
+    tune_for_frames()
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     return parser

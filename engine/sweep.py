@@ -165,9 +165,11 @@ def render_variant(board, settings: Settings, name: str) -> dict[str, Any]:
     makes Ray run this again, which resumes from the last complete frame."""
     import ray
 
+    from engine.cpu_tuning import tune_for_frames
     from engine.modes import Interrupted
     from engine.render import render
 
+    tune_for_frames()  # a Ray worker is a process of its own
     if ray.get(board.should_stop.remote()):
         return {"status": "interrupted", "frames": 0}
     folder = Path(settings.batch.outdir) / settings.batch.batch_name / name
