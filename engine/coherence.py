@@ -21,6 +21,7 @@ _RGB_TO_XYZ = torch.tensor(
 )
 _WHITE = torch.tensor([0.950456, 1.0, 1.088754])
 _EPSILON = (6 / 29) ** 3
+_KNEE = 0.04045  # sRGB's curve: linear up to here, a 2.4 power above
 _TO_XYZ = _RGB_TO_XYZ / _WHITE.view(3, 1)  # white-normalised XYZ
 _TO_LINEAR = torch.linalg.inv(_RGB_TO_XYZ) * _WHITE.view(1, 3)
 _F_TO_LAB = torch.tensor([[0.0, 116.0, 0.0], [500.0, -500.0, 0.0], [0.0, 200.0, -200.0]])
@@ -36,33 +37,52 @@ def _mix(matrix: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
 def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
     """sRGB in [0, 1] -> CIE L*a*b* (D65): L in [0, 100]."""
     if rgb.device.type == "cpu" and rgb.dtype == torch.float32:
-        return _rgb_to_lab_opencv(rgb)
+        lab = np.matmul(_F_TO_LAB_NP, _lab_f(_planes(rgb)))
+        lab += _LAB_OFFSET_NP
+        return torch.from_numpy(lab).view(rgb.shape)
     batch, _, height, width = rgb.shape
-    linear = torch.where(rgb <= 0.04045, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
+    linear = torch.where(rgb <= _KNEE, rgb / 12.92, ((rgb + 0.055) / 1.055) ** 2.4)
     xyz = _mix(_TO_XYZ, linear.reshape(batch, 3, -1))
     f = torch.where(xyz > _EPSILON, xyz.clamp_min(_EPSILON) ** (1 / 3), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
     return (_mix(_F_TO_LAB, f) + _LAB_OFFSET.to(f)).view(batch, 3, height, width)
 
 
-_TO_XYZ_CV = _TO_XYZ.numpy().astype(np.float32)
-_F_TO_LAB_CV = torch.cat([_F_TO_LAB, _LAB_OFFSET], dim=1).numpy().astype(np.float32)
+_SRGB_SCALE = 1.055**-2.4  # ((x + 0.055) / 1.055) ** 2.4 = _SRGB_SCALE * (x + 0.055) ** 2.4
+_F_SLOPE = 1 / (3 * (6 / 29) ** 2)  # f(t) below epsilon: t * _F_SLOPE + 4 / 29
+_TO_XYZ_NP = (_TO_XYZ * _SRGB_SCALE).numpy().astype(np.float32)
+_F_TO_LAB_NP = _F_TO_LAB.numpy().astype(np.float32)
+# LAB = _F_TO_LAB_NP @ _lab_f(rgb) + this: _lab_f leaves out f's constant - epsilon * _F_SLOPE
+_LAB_OFFSET_NP = (_LAB_OFFSET - _F_TO_LAB.sum(1, keepdim=True) * (_EPSILON * _F_SLOPE)).numpy().astype(np.float32)
 
 
-def _rgb_to_lab_opencv(rgb: torch.Tensor) -> torch.Tensor:
-    """The same formulas in numpy and OpenCV on (H, W, 3) pixels (within 1e-4 of the torch
-    form; OpenCV's own float RGB2Lab interpolates a table and is 0.3 off)."""
+def _planes(image: torch.Tensor) -> np.ndarray:
+    """A (B, C, H, W) CPU tensor as numpy (no copy when contiguous)."""
+    return image.contiguous().numpy()
+
+
+def _lab_f(rgb: np.ndarray) -> np.ndarray:
+    """LAB's f(X/Xn), f(Y), f(Z/Zn) less a constant (folded into ``_LAB_OFFSET_NP``) of
+    (B, 3, H, W) float32 sRGB, as (B, 3, H * W), within 1e-4 of the torch form, in 11 passes
+    over the frame. Each two-piece curve is branch-free: the upper piece at max(x, knee) plus
+    the lower piece's slope times (min(x, knee) - knee), as the pieces meet at the knee
+    (``np.where`` costs more than all the rest; OpenCV's float RGB2Lab reads a table and is
+    0.3 off). The sRGB curve's scale is in ``_TO_XYZ_NP``."""
     import cv2
 
-    from engine.images import through_opencv
-
-    def convert(pixels: np.ndarray) -> np.ndarray:
-        curve = cv2.pow(pixels * np.float32(1 / 1.055) + np.float32(0.055 / 1.055), 2.4)
-        xyz = cv2.transform(np.where(pixels <= 0.04045, pixels * np.float32(1 / 12.92), curve), _TO_XYZ_CV)
-        linear_part = xyz * np.float32(1 / (3 * (6 / 29) ** 2)) + np.float32(4 / 29)
-        cube_root = cv2.pow(xyz, 1 / 3)  # of |xyz|, kept where xyz > epsilon (numpy's cbrt is 25x slower)
-        return cv2.transform(np.where(xyz > _EPSILON, cube_root, linear_part), _F_TO_LAB_CV)
-
-    return through_opencv(rgb, convert)
+    rows = rgb.reshape(-1, rgb.shape[-1])  # OpenCV takes two dimensions and splits its work by rows
+    linear = np.add(rows, np.float32(0.055))
+    np.maximum(linear, np.float32(_KNEE + 0.055), out=linear)
+    cv2.pow(linear, 2.4, dst=linear)
+    below = np.minimum(rows, np.float32(_KNEE))
+    below -= np.float32(_KNEE)
+    cv2.scaleAdd(below, 1 / (12.92 * _SRGB_SCALE), linear, dst=linear)
+    pixels = linear.reshape(*rgb.shape[:2], -1)
+    xyz = np.matmul(_TO_XYZ_NP, pixels).reshape(rows.shape)
+    f = np.maximum(xyz, np.float32(_EPSILON))
+    cv2.pow(f, 1 / 3, dst=f)  # numpy's float32 cbrt is 25x slower
+    np.minimum(xyz, np.float32(_EPSILON), out=xyz)
+    cv2.scaleAdd(xyz, _F_SLOPE, f, dst=f)
+    return f.reshape(pixels.shape)
 
 
 def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
@@ -171,11 +191,22 @@ class ColorReference:
         self._low = torch.tensor(self._lows, device=device).view(1, 3, 1, 1)
         self._scale = torch.tensor([self.CELLS / (high - low) for low, high in ranges], device=device).view(1, 3, 1, 1)
         self._offset = (torch.arange(3, device=device) * self.CELLS).view(1, 3, 1, 1)
-        self.cdfs = _cdf(self._histograms(self._cells(self._forward(reference))))
+        if space == "LAB":  # on the CPU, cells straight from LAB's f(t): its matrix and the scaling in one
+            scale = self._scale.view(3, 1).cpu().numpy()
+            self._f_to_cells = (scale * _F_TO_LAB_NP).astype(np.float32)
+            self._cell_bias = (scale * (_LAB_OFFSET_NP - self._low.view(3, 1).cpu().numpy())).astype(np.float32)
+            self._channel_starts = self._offset.view(3, 1).cpu().numpy().astype(np.float32)
+        self.cdfs = _cdf(self._histograms(self._cells(reference)))
 
-    def _cells(self, converted: torch.Tensor) -> torch.Tensor:
-        """Each value's lookup cell, offset per channel into one table of 3 × CELLS entries."""
-        cells = converted.float().sub(self._low).mul_(self._scale).clamp_(0, self.CELLS - 1).long()
+    def _cells(self, image: torch.Tensor) -> torch.Tensor:
+        """Each pixel's lookup cell per channel, offset per channel into one table of 3 × CELLS entries."""
+        if self.space == "LAB" and image.device.type == "cpu" and image.dtype == torch.float32:
+            cells = np.matmul(self._f_to_cells, _lab_f(_planes(image)))
+            cells += self._cell_bias
+            np.clip(cells, 0, self.CELLS - 1, out=cells)
+            cells += self._channel_starts  # rounds up a cell only from within 2**-12 of it, never past the last
+            return torch.from_numpy(cells.astype(np.int64)).view(image.shape)
+        cells = self._forward(image).float().sub(self._low).mul_(self._scale).clamp_(0, self.CELLS - 1).long()
         return cells.add_(self._offset)
 
     def _histograms(self, cells: torch.Tensor) -> torch.Tensor:
@@ -183,14 +214,13 @@ class ColorReference:
         return counts.view(3, self.BINS, _SUBDIVISIONS).sum(-1)
 
     def match(self, image: torch.Tensor) -> torch.Tensor:
-        source = self._forward(image)
-        cells = self._cells(source)
+        cells = self._cells(image)
         source_cdfs = _cdf(self._histograms(cells))
         tables = [
             _lookup_table(_bin_mapping(source_cdfs[c], self.cdfs[c], self._lows[c], self._steps[c])) for c in range(3)
         ]
-        table = torch.from_numpy(np.concatenate(tables).astype(np.float32)).to(source.device)
-        return self._backward(torch.take(table, cells).to(source.dtype)).clamp_(0, 1)
+        table = torch.from_numpy(np.concatenate(tables).astype(np.float32)).to(image.device)
+        return self._backward(torch.take(table, cells).to(image.dtype)).clamp_(0, 1)
 
 
 def _channel_range(space: str, channel: int) -> tuple[float, float]:
@@ -352,9 +382,9 @@ def gaussian_blur(image: torch.Tensor, kernel: int, sigma: float) -> torch.Tenso
     if image.device.type == "cpu" and image.dtype == torch.float32 and min(height, width) > pad:
         import cv2
 
-        from engine.images import through_opencv
+        from engine.images import per_plane
 
-        return through_opencv(image, lambda pixels: cv2.GaussianBlur(pixels, (kernel, kernel), sigma))
+        return per_plane(image, lambda plane, out: cv2.GaussianBlur(plane, (kernel, kernel), sigma, dst=out))
     mode = "reflect" if min(height, width) > pad else "replicate"
     padded = F.pad(image, (pad, pad, pad, pad), mode=mode)
     rows = _symmetric_taps(padded, weights, height, dim=-2)

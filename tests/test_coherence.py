@@ -46,6 +46,9 @@ def test_the_cpu_paths_through_opencv_give_the_torch_formulas():
     takes the torch formulas: both must agree, out of gamut too."""
     generator = torch.Generator().manual_seed(3)
     rgb = torch.rand(2, 3, 40, 56, generator=generator)
+    # the pieces' meeting points too: sRGB's knee, and the colours whose XYZ is near LAB's epsilon
+    edges = torch.tensor([0.0, 0.04045 - 1e-6, 0.04045, 0.04045 + 1e-6, 0.0115, 0.0125, 1.0])
+    rgb[0, :, 0, : len(edges)] = edges
     assert (rgb_to_lab(rgb) - rgb_to_lab(rgb.double())).abs().max() < 2e-4
     lab = torch.stack([torch.rand(40, 56) * 100, torch.rand(40, 56) * 256 - 128, torch.rand(40, 56) * 256 - 128])
     assert (lab_to_rgb(lab[None]) - lab_to_rgb(lab[None].double())).abs().max() < 2e-4
@@ -206,3 +209,13 @@ def test_colour_match_by_lookup_is_within_a_level_of_per_pixel_interpolation(spa
     ).clamp(0, 1)
     fast = ColorReference(reference, space).match(frame)
     assert (fast - plain).abs().max() <= 1 / 255
+
+
+def test_the_cpu_lab_match_gives_the_torch_forms_match():
+    """On the CPU, LAB matching takes its lookup cells straight from the curves in numpy;
+    in float64 every step is the torch form: the pictures agree within a level."""
+    frame, reference = _smooth_frame(4), _smooth_frame(5) * 0.6 + 0.2
+    fast = ColorReference(reference, "LAB").match(frame)
+    exact = ColorReference(reference.double(), "LAB").match(frame.double())
+    assert fast.dtype == torch.float32
+    assert (fast - exact).abs().max() <= 1 / 255
