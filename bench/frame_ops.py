@@ -98,7 +98,8 @@ def bench_images() -> tuple[np.ndarray, np.ndarray]:
 
 
 def as_tensor(image: np.ndarray, device: str = "cpu") -> torch.Tensor:
-    return torch.from_numpy(image).permute(2, 0, 1)[None].float().div(255).to(device)
+    """(H, W, 3) uint8 -> (1, 3, H, W) float in [0, 1], contiguous as the engine's frames are."""
+    return torch.from_numpy(image).permute(2, 0, 1)[None].float().div(255).contiguous().to(device)
 
 
 def remap_3d(image: np.ndarray, depth: np.ndarray, motion: Motion3D, interpolation: int) -> np.ndarray:
