@@ -8,16 +8,12 @@ of the track are 0, with one notice.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
 import os
-import sys
 import tempfile
-import threading
 import zipfile
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from audio.beats import beat_track
+from audio.iir import SosFilter, butter_sos
 from audio.load import AudioError, Track, load_audio
 from audio.onsets import onset_strength
 from engine.errors import collecting_notices, notify
@@ -36,23 +33,22 @@ BUILT_IN = ("amp", "onset", "beat", "bpm")
 @dataclass(frozen=True)
 class BandFilter:
     name: str
-    sos: np.ndarray  # second-order sections, float32 (the filtering dtype)
+    sos: np.ndarray  # second-order sections, float64
     band: tuple[float, float]
+    run: SosFilter  # sosfilt's recurrence over these sections: run(samples, state) -> (filtered, state)
 
 
 def design_filter(spec: AudioFilter, rate: int, *, field: str = "audio.filters") -> BandFilter:
     """A Butterworth bandpass f_center ± f_width/2, clipped to (0, Nyquist)."""
     low, high = band_edges(spec, rate, field=field)
-    from scipy import signal  # here, not at the top: a cached analysis needs no scipy.signal
-
     nyquist = rate / 2
     if low <= 0:
-        sos = signal.butter(spec.order, high, btype="lowpass", fs=rate, output="sos")
+        sos = butter_sos(spec.order, high, "lowpass", rate)
     elif high >= nyquist * 0.999:
-        sos = signal.butter(spec.order, low, btype="highpass", fs=rate, output="sos")
+        sos = butter_sos(spec.order, low, "highpass", rate)
     else:
-        sos = signal.butter(spec.order, [low, high], btype="bandpass", fs=rate, output="sos")
-    return BandFilter(spec.name, sos.astype(np.float32), (low, high))
+        sos = butter_sos(spec.order, (low, high), "bandpass", rate)
+    return BandFilter(spec.name, sos, (low, high), SosFilter(sos))
 
 
 def band_edges(spec: AudioFilter, rate: int, *, field: str = "audio.filters") -> tuple[float, float]:
@@ -151,14 +147,11 @@ def analyze(
     for spec in wanted:
         band_edges(spec, track.rate)  # a bad band stops the analysis before any of it runs
 
-    def envelope(band: BandFilter) -> np.ndarray:  # sosfilt releases the GIL: filters run in parallel
-        from scipy import signal
-
-        filtered = signal.sosfilt(band.sos, track.samples)
+    def envelope(band: BandFilter) -> np.ndarray:  # matrix products release the GIL: filters run in parallel
+        filtered, _ = band.run(track.samples, out=np.empty(len(track.samples), dtype=np.float32))
         return _shape(window_rms(filtered, starts, overwrite=True), settings, fps)
 
-    with ThreadPoolExecutor(max_workers=(os.cpu_count() or 1) + 1) as pool, _quick_handovers():
-        # the rhythm needs no scipy.signal: it runs while that is imported and the filters run
+    with ThreadPoolExecutor(max_workers=(os.cpu_count() or 1) + 1) as pool:  # the rhythm beside the filters
         wants_rhythm = need & {"onset", "beat"} or ("bpm" in need and not settings.bpm)
         rhythm = pool.submit(_rhythm, track, starts) if wants_rhythm else None
         bands = [design_filter(spec, track.rate) for spec in wanted]
@@ -177,29 +170,6 @@ def analyze(
 
 def _shape(values: np.ndarray, settings: AudioSettings, fps: float) -> np.ndarray:
     return smooth(normalise(values, settings.normalize), fps, settings.attack_ms, settings.release_ms)
-
-
-_HANDOVERS = {"analyses": 0, "interval": 0.005}  # analyses under way, the interval before the first
-_HANDOVERS_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def _quick_handovers() -> Iterator[None]:
-    """The GIL handed over every 0.5 ms instead of 5: while one thread imports scipy.signal
-    (pure Python, 1-1.5 s), the rhythm's short numpy steps each wait that long for it. The
-    first analysis under way sets it and the last one out puts the interval back."""
-    with _HANDOVERS_LOCK:
-        if _HANDOVERS["analyses"] == 0:
-            _HANDOVERS["interval"] = sys.getswitchinterval()
-            sys.setswitchinterval(min(_HANDOVERS["interval"], 0.0005))
-        _HANDOVERS["analyses"] += 1
-    try:
-        yield
-    finally:
-        with _HANDOVERS_LOCK:
-            _HANDOVERS["analyses"] -= 1
-            if _HANDOVERS["analyses"] == 0:
-                sys.setswitchinterval(_HANDOVERS["interval"])
 
 
 def _rhythm(track: Track, starts: np.ndarray) -> tuple[np.ndarray, list[int], float]:
@@ -247,7 +217,7 @@ def analysis_cache_dir() -> Path:
     return Path(os.environ.get("DRIFTWAVE_ANALYSIS_CACHE") or _cache_dir() / "analysis")
 
 
-ANALYSIS_VERSION = 1  # part of every cache key: bump it when the analysis computes anything differently
+ANALYSIS_VERSION = 2  # part of every cache key: bump it when the analysis computes anything differently
 
 
 def analyze_file(

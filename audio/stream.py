@@ -1,7 +1,7 @@
 """Streaming envelopes: the same filters run block by block with carried state.
 
 Fed the same samples in blocks of any size, it yields the same raw per-frame RMS values as
-the offline path (``sosfilt`` with ``zi``; frame windows aligned the same way), so live mode
+the offline path (the same filter run with its state carried; frame windows aligned the same way), so live mode
 sees what a render of the recording would see. Normalisation here is running (the peak so
 far), as a live input has no end to look at.
 """
@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import signal
 
 from audio.envelopes import design_filter
 from engine.settings import AudioFilter
@@ -22,7 +21,7 @@ class StreamingEnvelopes:
         self.rate, self.fps = rate, fps
         self.bands = [design_filter(spec, rate) for spec in filters]
         self.names = [band.name for band in self.bands] + ["amp"]
-        self.states = [signal.sosfilt_zi(band.sos).astype(np.float32) * 0.0 for band in self.bands]
+        self.states = [np.zeros((len(band.sos), 2)) for band in self.bands]  # sosfilt's zi, from rest
         self.position = 0  # samples consumed
         self.frame = 0  # the frame being accumulated
         self.sums = np.zeros(len(self.names))  # sum of squares so far in that frame's window
@@ -38,7 +37,7 @@ class StreamingEnvelopes:
         block = np.asarray(block, dtype=np.float32)
         channels = []
         for index, band in enumerate(self.bands):
-            filtered, self.states[index] = signal.sosfilt(band.sos, block, zi=self.states[index])
+            filtered, self.states[index] = band.run(block, self.states[index])
             channels.append(filtered)
         channels.append(block)
         squares = np.square(np.stack(channels), dtype=np.float64)

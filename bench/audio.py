@@ -1,10 +1,10 @@
 """Audio: envelopes, beat tracking and `main.py audio analyze` end to end, against their baselines.
 
 Offline envelopes, ours (audio.envelopes.analyze): 8 filters over a 5-minute 44.1 kHz track,
-each over the whole signal at once (scipy sosfilt, float32, filters in parallel threads), RMS
-per frame with one reduceat. Baseline, side by side on the same signal: a straightforward
-per-frame loop (filter each frame's window with the carried state, then its RMS). Both give the
-same values (checked). Streaming: one 512-sample block through 8 filters, as a share of the
+each over the whole signal at once (audio.iir: sosfilt's recurrence in float64 through matrix
+products, filters in parallel threads), RMS per frame with one reduceat. Baseline, side by side
+on the same signal: a straightforward per-frame loop (``scipy.signal.sosfilt`` of each frame's
+window with the carried state, float64, then its RMS). Both give the same values (checked). Streaming: one 512-sample block through 8 filters, as a share of the
 block's duration.
 
 Rhythm, on a 4-minute track (~41,000 onset frames): our onset strength (audio.onsets) against
@@ -64,7 +64,7 @@ def ours(samples: np.ndarray) -> np.ndarray:
 
 def baseline(samples: np.ndarray, starts: np.ndarray) -> np.ndarray:
     bands = [design_filter(f, RATE) for f in FILTERS]
-    states = [np.zeros((band.sos.shape[0], 2), dtype=np.float32) for band in bands]
+    states = [np.zeros((band.sos.shape[0], 2)) for band in bands]
     out = np.zeros((len(bands), len(starts) - 1))
     for frame in range(len(starts) - 1):
         window = samples[starts[frame] : starts[frame + 1]]

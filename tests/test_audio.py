@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -310,17 +309,3 @@ def test_beat_keyframes_use_the_detected_tempo(tmp_path):
     assert plan.timeline.bpm == pytest.approx(120, abs=1)
     assert plan.values["motion.angle"][40] == pytest.approx(10, abs=0.3)  # 8 beats at 120 BPM = 4 s = frame 40
     assert plan.prompts.keys[1].position == pytest.approx(20, abs=0.3)
-
-
-def test_overlapping_analyses_put_the_switch_interval_back_when_the_last_ends():
-    from audio.envelopes import _quick_handovers
-
-    original = sys.getswitchinterval()
-    first, second = _quick_handovers(), _quick_handovers()
-    first.__enter__()
-    second.__enter__()
-    assert sys.getswitchinterval() == pytest.approx(0.0005)
-    first.__exit__(None, None, None)  # the first to start ends first: the second still runs
-    assert sys.getswitchinterval() == pytest.approx(0.0005)
-    second.__exit__(None, None, None)
-    assert sys.getswitchinterval() == original
