@@ -80,9 +80,8 @@ def test_onsets_tempo_and_beats_equal_librosa(librosa_beat, signal):
 
     win_length = librosa.time_to_frames(8.0, sr=rate, hop_length=hop).item()
     tempogram = librosa.feature.tempogram(onset_envelope=envelope, sr=rate, hop_length=hop, win_length=win_length)
-    windowed = beats.tempogram_frames(envelope, win_length) * onsets.hann(win_length)
-    assert np.array_equal(beats.normalized_autocorrelation(windowed).T, tempogram)  # bit for bit
-    assert np.array_equal(beats.mean_tempogram(envelope, win_length), tempogram.mean(axis=-1))
+    expected_mean = tempogram.mean(axis=-1)
+    assert np.abs(beats.mean_tempogram(envelope, win_length) - expected_mean).max() <= 1e-13 * expected_mean.max()
 
     # ours from our envelope, librosa's from its own
     expected_tempo, expected_beats = librosa_beat.beat_track(onset_envelope=reference, sr=rate, hop_length=hop)
@@ -109,15 +108,16 @@ def test_mel_filters_and_window_follow_librosa_and_scipy():
         assert np.array_equal(onsets.hann(length), signal.get_window("hann", length, fftbins=True))
 
 
-def test_the_mean_tempogram_sums_as_numpy_does():
-    """Block by block, for lengths below, at and across numpy's pairwise block sizes."""
+def test_the_mean_tempogram_equals_librosas_mean():
+    """For lengths below, at and across the transform's block of frames, silent stretches included."""
     import librosa
 
     rng = np.random.default_rng(5)
-    for count in (1, 7, 8, 9, 127, 128, 129, 136, 255, 256, 1000, 5001):
+    for count in (1, 7, 8, 9, 255, 256, 257, 1000, 5001):
         envelope = rng.exponential(size=count).astype(np.float32)
-        tempogram = librosa.feature.tempogram(onset_envelope=envelope, win_length=24)
-        assert np.array_equal(beats.mean_tempogram(envelope, 24), tempogram.mean(axis=-1)), count
+        envelope[count // 3 : count // 2] = 0.0  # frames of no energy: librosa leaves their columns 0
+        expected = librosa.feature.tempogram(onset_envelope=envelope, win_length=24).mean(axis=-1)
+        assert np.abs(beats.mean_tempogram(envelope, 24) - expected).max() <= 1e-13 * expected.max(), count
 
 
 def test_local_maxima_follow_librosa_localmax():
@@ -218,12 +218,12 @@ def test_a_cached_analysis_gives_its_notices_again(tmp_path):
         assert any("ends before the animation" in notice for notice in notices)
 
 
-def test_audio_analyze_and_inspect_import_neither_librosa_nor_numba(tmp_path):
+def test_audio_analyze_and_inspect_import_no_librosa_numba_or_scipy_signal(tmp_path):
     path = write(tmp_path / "four_seconds.wav", click_track(seconds=4.0))
     script = (
         "import contextlib, io, json, sys, main\n"
         "def imported():\n"
-        "    return {name: name in sys.modules for name in ('librosa', 'numba')}\n"
+        "    return {name: name in sys.modules for name in ('librosa', 'numba', 'scipy.signal')}\n"
         f"status = main.main(['audio', 'analyze', {str(path)!r}, '--filter', 'fLo:105:65', '--json'])\n"
         "print(json.dumps({'status': status, **imported()}))\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
@@ -236,4 +236,5 @@ def test_audio_analyze_and_inspect_import_neither_librosa_nor_numba(tmp_path):
     assert result.returncode == 0, result.stderr
     analysis, after_analyze, after_inspect = (json.loads(line) for line in result.stdout.strip().splitlines()[-3:])
     assert analysis["beats"] and 120 < analysis["bpm"] < 136
-    assert after_analyze == after_inspect == {"status": 0, "librosa": False, "numba": False}
+    expected = {"status": 0, "librosa": False, "numba": False, "scipy.signal": False}
+    assert after_analyze == after_inspect == expected
