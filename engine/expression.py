@@ -351,6 +351,8 @@ def _scalar_value(code: str) -> float:
 
 
 def _literal(value: float) -> str:
+    if value == 0:  # unsigned: numexpr keeps one constant per value, so a -0.0 beside a 0.0 became both
+        return "0.0"
     if np.isnan(value):
         return "_nan"
     if np.isinf(value):

@@ -54,6 +54,16 @@ def test_vectorised_and_live_paths_agree(source):
     np.testing.assert_allclose(vector, scalar, rtol=1e-9, atol=1e-9, equal_nan=True)
 
 
+@pytest.mark.parametrize("source", ["atan2(-0, (not t))", "atan2(-0, t * 0)", "atan2(-(0), -1 + t * 0) + (0 * t)"])
+def test_a_negative_zero_literal_reads_the_same_in_both_paths(source):
+    """numexpr shares one constant between -0.0 and 0.0: hypothesis found atan2(-0, 0) at -pi there."""
+    expression = compile_expression(source, NAMES)
+    t = np.arange(4, dtype=np.float64)
+    vector = expression.evaluate({"t": t}, 4)
+    scalar = np.array([expression.at({"t": value}) for value in t])
+    np.testing.assert_array_equal(vector, scalar)
+
+
 @pytest.mark.parametrize(
     ("source", "expected"),
     [
