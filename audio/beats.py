@@ -77,6 +77,9 @@ def tempo_frequencies(bins: int, sr: float, hop_length: int) -> np.ndarray:
     return bpms
 
 
+TEMPOGRAM_BLOCK = 256  # frames a transform: 6 MB of spectrum
+
+
 def mean_tempogram(onset_envelope: np.ndarray, win_length: int) -> np.ndarray:
     """``librosa.feature.tempogram(...).mean(axis=-1)``, through one inverse FFT in all.
 
@@ -101,9 +104,6 @@ def mean_tempogram(onset_envelope: np.ndarray, win_length: int) -> np.ndarray:
         silent = energy < np.finfo(np.float64).tiny  # librosa leaves these columns as they are: ~0
         total += np.divide(1.0, energy, out=np.zeros_like(energy), where=~silent) @ power
     return scipy.fft.irfft(total, n=n_fft)[:win_length] / len(frames)
-
-
-TEMPOGRAM_BLOCK = 256  # frames a transform: 6 MB of spectrum
 
 
 def tempogram_frames(onset_envelope: np.ndarray, win_length: int) -> np.ndarray:

@@ -104,7 +104,7 @@ class SosFilter:
         float32 to keep a long signal's output at half the memory.
         """
         x = np.asarray(samples)
-        size, block = len(self.powers_t[0]), self.BLOCK
+        size, block = 2 * self.sections, self.BLOCK
         current = np.zeros(size) if state is None else np.asarray(state, dtype=np.float64).reshape(size)
         out = np.empty(len(x)) if out is None else out
         count = len(x) // block

@@ -1,9 +1,9 @@
 """Streaming envelopes: the same filters run block by block with carried state.
 
 Fed the same samples in blocks of any size, it yields the same raw per-frame RMS values as
-the offline path (the same filter run with its state carried; frame windows aligned the same way), so live mode
-sees what a render of the recording would see. Normalisation here is running (the peak so
-far), as a live input has no end to look at.
+the offline path (the same filters, their state carried; frame windows aligned the same way),
+so live mode sees what a render of the recording would see. Normalisation here is running
+(the peak so far), as a live input has no end to look at.
 """
 
 from __future__ import annotations
